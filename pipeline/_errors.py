@@ -1,0 +1,180 @@
+"""The one exception tree of event-pipeline.
+
+Every error the library raises on purpose is a ``PipelineError``. Third-party exceptions
+(confluent-kafka, fastavro, pydantic) are translated at one boundary and chained with
+``raise ... from exc``, so callers never need to catch library types.
+
+    PipelineError
+    ├── ConfigError (ValueError)            bad setting, unknown librdkafka key, bad spec file
+    ├── KafkaUnavailableError               no broker answered in time
+    ├── KafkaOperationError                 the broker answered with an error
+    │   └── TopicError                      create/describe/alter of a topic failed
+    ├── SchemaError                         a schema or catalog problem
+    │   ├── SchemaNotFoundError (LookupError)
+    │   ├── SchemaMismatchError             a pydantic model does not match its Avro schema
+    │   └── IncompatibleSchemaError         a version chain breaks its compatibility mode
+    ├── EncodeError (ValueError)            an event does not fit its schema (names the field)
+    ├── DecodeError                         bytes that cannot be turned into an event
+    │   ├── BadMagicByteError               unknown framing
+    │   ├── UnknownSchemaError              unknown fingerprint or schema id
+    │   ├── TruncatedRecordError            the body ends early or has trailing garbage
+    │   └── SchemaResolutionError           writer schema cannot be resolved to the reader's
+    ├── ProduceError                        a record could not be produced
+    │   ├── RecordTooLargeError (ValueError)
+    │   ├── QueueFullError                  the local queue stayed full for max_block
+    │   ├── DeliveryError                   the broker did not acknowledge a record
+    │   ├── FatalProducerError              the idempotent producer hit a fatal error
+    │   └── UndeliveredRecordsError         close()/flush() left records unacknowledged
+    └── ConsumeError                        a worker or consumer failure
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "BadMagicByteError",
+    "ConfigError",
+    "ConsumeError",
+    "DecodeError",
+    "DeliveryError",
+    "EncodeError",
+    "FatalProducerError",
+    "IncompatibleSchemaError",
+    "KafkaOperationError",
+    "KafkaUnavailableError",
+    "PipelineError",
+    "ProduceError",
+    "QueueFullError",
+    "RecordCoordinates",
+    "RecordTooLargeError",
+    "SchemaError",
+    "SchemaMismatchError",
+    "SchemaNotFoundError",
+    "SchemaResolutionError",
+    "TopicError",
+    "TruncatedRecordError",
+    "UndeliveredRecordsError",
+    "UnknownSchemaError",
+]
+
+
+class PipelineError(Exception):
+    """Root of every error event-pipeline raises on purpose."""
+
+
+class ConfigError(PipelineError, ValueError):
+    """A setting, option or spec file is invalid."""
+
+
+class KafkaUnavailableError(PipelineError):
+    """No broker could be reached within the timeout."""
+
+
+class KafkaOperationError(PipelineError):
+    """The cluster answered a request with an error."""
+
+
+class TopicError(KafkaOperationError):
+    """Creating, describing or altering a topic failed."""
+
+
+class SchemaError(PipelineError):
+    """A schema file, subject or catalog is invalid."""
+
+
+class SchemaNotFoundError(SchemaError, LookupError):
+    """No schema is known for the given subject or version."""
+
+
+class SchemaMismatchError(SchemaError):
+    """A pydantic model does not match its Avro schema."""
+
+
+class IncompatibleSchemaError(SchemaError):
+    """A schema version breaks its subject's declared compatibility mode."""
+
+
+class EncodeError(PipelineError, ValueError):
+    """An event cannot be encoded with its schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCoordinates:
+    """Where a record came from: enough to dead-letter it with its original bytes."""
+
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    key: bytes | None = None
+    headers: Sequence[tuple[str, bytes | None]] = ()
+
+    def __str__(self) -> str:
+        if self.topic is None:
+            return "<no record>"
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+class DecodeError(PipelineError):
+    """Bytes could not be decoded into an event; carries the raw bytes and coordinates."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        data: bytes | None = None,
+        coordinates: RecordCoordinates | None = None,
+    ) -> None:
+        self.data = data
+        self.coordinates = coordinates or RecordCoordinates()
+        where = "" if self.coordinates.topic is None else f" at {self.coordinates}"
+        super().__init__(f"{message}{where}")
+
+
+class BadMagicByteError(DecodeError):
+    """The value does not start with a known framing marker."""
+
+
+class UnknownSchemaError(DecodeError):
+    """The fingerprint or registry schema id is not known."""
+
+
+class TruncatedRecordError(DecodeError):
+    """The Avro body ended early or left trailing bytes."""
+
+
+class SchemaResolutionError(DecodeError):
+    """The writer schema cannot be resolved against the reader schema."""
+
+
+class ProduceError(PipelineError):
+    """A record could not be produced."""
+
+
+class RecordTooLargeError(ProduceError, ValueError):
+    """An encoded record is larger than the producer's message limit."""
+
+
+class QueueFullError(ProduceError):
+    """The local producer queue stayed full for longer than ``max_block``."""
+
+
+class DeliveryError(ProduceError):
+    """The cluster did not acknowledge a record."""
+
+
+class FatalProducerError(ProduceError):
+    """The idempotent producer raised a fatal error; the client is rebuilt for later sends."""
+
+
+class UndeliveredRecordsError(ProduceError):
+    """Records were still unacknowledged when flush or close gave up."""
+
+    def __init__(self, count: int, timeout: float) -> None:
+        self.count = count
+        super().__init__(f"{count} record(s) still undelivered after {timeout:g}s")
+
+
+class ConsumeError(PipelineError):
+    """A consumer or worker failed."""

@@ -1,0 +1,85 @@
+"""Every Kafka header name the pipeline reads or writes; nothing else spells them.
+
+CloudEvents Kafka binding (binary mode) for event metadata, W3C ``traceparent`` for tracing and
+``pipeline-*`` for pipeline-internal metadata (DESIGN.md section 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "ATTEMPT",
+    "CE_ID",
+    "CE_SOURCE",
+    "CE_SPECVERSION",
+    "CE_TIME",
+    "CE_TYPE",
+    "CONSUMER_GROUP",
+    "CONTENT_TYPE",
+    "DELIVERED_AT",
+    "DELIVER_AT",
+    "ERROR_MESSAGE",
+    "ERROR_TRACE",
+    "ERROR_TYPE",
+    "EXPIRES_AT",
+    "FAILED_AT",
+    "ORIGINAL_OFFSET",
+    "ORIGINAL_PARTITION",
+    "ORIGINAL_TIMESTAMP",
+    "ORIGINAL_TOPIC",
+    "REDRIVEN_AT",
+    "REPLAYED_FROM",
+    "SCHEDULER_HEADERS",
+    "TARGET_TOPIC",
+    "TRACEPARENT",
+    "Headers",
+    "get_header",
+    "without",
+]
+
+Headers = list[tuple[str, bytes | None]]
+
+CE_SPECVERSION = "ce_specversion"
+CE_ID = "ce_id"
+CE_SOURCE = "ce_source"
+CE_TYPE = "ce_type"
+CE_TIME = "ce_time"
+CONTENT_TYPE = "content-type"
+TRACEPARENT = "traceparent"
+
+DELIVER_AT = "pipeline-deliver-at"
+TARGET_TOPIC = "pipeline-target-topic"
+DELIVERED_AT = "pipeline-delivered-at"
+ATTEMPT = "pipeline-attempt"
+ORIGINAL_TOPIC = "pipeline-original-topic"
+ORIGINAL_PARTITION = "pipeline-original-partition"
+ORIGINAL_OFFSET = "pipeline-original-offset"
+ORIGINAL_TIMESTAMP = "pipeline-original-timestamp"
+CONSUMER_GROUP = "pipeline-consumer-group"
+ERROR_TYPE = "pipeline-error-type"
+ERROR_MESSAGE = "pipeline-error-message"
+ERROR_TRACE = "pipeline-error-trace"
+FAILED_AT = "pipeline-failed-at"
+REPLAYED_FROM = "pipeline-replayed-from"
+REDRIVEN_AT = "pipeline-redriven-at"
+EXPIRES_AT = "pipeline-expires-at"
+
+# Headers the scheduler consumes; it strips them before forwarding to the target topic.
+SCHEDULER_HEADERS = frozenset({DELIVER_AT, TARGET_TOPIC})
+
+
+def get_header(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> bytes | None:
+    """Return the last value of header ``name`` (Kafka allows repeats; the last one wins)."""
+    if not headers:
+        return None
+    for key, value in reversed(headers):
+        if key == name:
+            return value
+    return None
+
+
+def without(headers: Sequence[tuple[str, bytes | None]] | None, names: Iterable[str]) -> Headers:
+    """Return ``headers`` minus every header whose name is in ``names``, order kept."""
+    drop = set(names)
+    return [(k, v) for k, v in headers or () if k not in drop]

@@ -1,0 +1,258 @@
+"""Connection and client settings: one pydantic-settings model read from ``PIPELINE_*``.
+
+Environment variables (DESIGN.md section 9):
+
+* ``PIPELINE_BOOTSTRAP_SERVERS`` (default ``localhost:9092``), ``PIPELINE_CLIENT_ID``,
+  ``PIPELINE_SCHEMA_REGISTRY_URL``, ``PIPELINE_SECURITY_PROTOCOL``, ``PIPELINE_SASL_MECHANISM``,
+  ``PIPELINE_SASL_USERNAME``, ``PIPELINE_SASL_PASSWORD`` (secret), ``PIPELINE_SSL_CA_LOCATION``,
+  ``PIPELINE_SSL_CERTIFICATE_LOCATION``, ``PIPELINE_SSL_KEY_LOCATION``,
+  ``PIPELINE_SSL_KEY_PASSWORD`` (secret), ``PIPELINE_GROUP_PROTOCOL`` (``classic`` or
+  ``consumer``), ``PIPELINE_SCHEMAS_DIR``.
+* librdkafka passthrough, dots written as ``__``: ``PIPELINE_KAFKA__<prop>`` for every client,
+  ``PIPELINE_PRODUCER__<prop>``, ``PIPELINE_CONSUMER__<prop>`` and ``PIPELINE_ADMIN__<prop>`` for
+  one kind only. ``PIPELINE_KAFKA__LINGER__MS=20`` sets ``linger.ms=20``.
+
+Passthrough keys and values are checked by librdkafka itself (a client is built without any
+broker address, so nothing touches the network); an unknown key raises ``ConfigError`` naming
+it. Any other ``PIPELINE_*`` variable that is not a setting is rejected the same way, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ._errors import ConfigError
+
+__all__ = ["ClientKind", "Settings", "load_settings", "redact_config"]
+
+ClientKind = Literal["producer", "consumer", "admin"]
+
+ENV_PREFIX = "PIPELINE_"
+_PASSTHROUGH = {"KAFKA": "kafka", "PRODUCER": "producer", "CONSUMER": "consumer", "ADMIN": "admin"}
+_SECRET_KEY = re.compile(r"(password|secret|\.pem$|token|credentials)", re.IGNORECASE)
+LIBRDKAFKA_LOGGER = logging.getLogger("pipeline.librdkafka")
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "partitioner": "murmur2_random",
+    "compression.type": "lz4",
+    "linger.ms": 5,
+}
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+}
+
+
+def _passthrough_key(raw: str) -> str:
+    return raw.lower().replace("__", ".")
+
+
+def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of a librdkafka config dict that is safe to log or print."""
+    return {k: ("**********" if _SECRET_KEY.search(k) else v) for k, v in config.items()}
+
+
+class Settings(BaseSettings):
+    """Connection settings for every client the pipeline builds.
+
+    Secrets are ``SecretStr``: ``str()`` and ``repr()`` never show them, nor passthrough values
+    whose key names a password, secret, token or PEM key.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_default=True
+    )
+
+    bootstrap_servers: str = "localhost:9092"
+    client_id: str = "event-pipeline"
+    schema_registry_url: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None
+    ) = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    group_protocol: Literal["classic", "consumer"] = "classic"
+    schemas_dir: Path | None = None
+    kafka: dict[str, str] = Field(default_factory=dict)
+    producer: dict[str, str] = Field(default_factory=dict)
+    consumer: dict[str, str] = Field(default_factory=dict)
+    admin: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("must name at least one host:port")
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        needs_password = self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+        if needs_password and (not self.sasl_username or self.sasl_password is None):
+            raise ValueError(
+                f"sasl_mechanism {self.sasl_mechanism} needs PIPELINE_SASL_USERNAME and "
+                "PIPELINE_SASL_PASSWORD"
+            )
+        if self.sasl_mechanism and not self.security_protocol.startswith("SASL"):
+            raise ValueError(
+                f"sasl_mechanism is set but security_protocol is {self.security_protocol}; "
+                "use SASL_SSL or SASL_PLAINTEXT"
+            )
+        for kind in ("producer", "consumer", "admin"):
+            _validate_librdkafka(kind, self._client_config(kind))
+        return self
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name in _PASSTHROUGH.values() and isinstance(value, dict):
+                yield name, redact_config(value)
+            else:
+                yield name, value
+
+    # -- config builders ------------------------------------------------------------------------
+
+    def _common(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol,
+        }
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": (
+                self.ssl_key_password.get_secret_value() if self.ssl_key_password else None
+            ),
+        }
+        conf.update({k: str(v) for k, v in optional.items() if v is not None})
+        return conf
+
+    def _client_config(self, kind: ClientKind) -> dict[str, Any]:
+        conf = self._common()
+        if kind == "producer":
+            conf.update(PRODUCER_DEFAULTS)
+        elif kind == "consumer":
+            conf.update(CONSUMER_DEFAULTS)
+            if self.group_protocol == "consumer":
+                conf["group.protocol"] = "consumer"
+            else:
+                conf["partition.assignment.strategy"] = "cooperative-sticky"
+        conf.update(self.kafka)
+        conf.update(getattr(self, kind))
+        return conf
+
+    def producer_config(self, **overrides: Any) -> dict[str, Any]:
+        """librdkafka config for a producer: safe defaults, then passthrough, then overrides."""
+        return self._finish(self._client_config("producer"), overrides)
+
+    def consumer_config(self, group_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+        """librdkafka config for a consumer with manual offset storage and commits."""
+        conf = self._client_config("consumer")
+        if group_id is not None:
+            conf["group.id"] = group_id
+        return self._finish(conf, overrides)
+
+    def admin_config(self, **overrides: Any) -> dict[str, Any]:
+        """librdkafka config for an admin client."""
+        return self._finish(self._client_config("admin"), overrides)
+
+    @staticmethod
+    def _finish(conf: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+        conf.update(overrides)
+        conf.setdefault("logger", LIBRDKAFKA_LOGGER)
+        return conf
+
+
+def _validate_librdkafka(kind: ClientKind, conf: dict[str, Any]) -> None:
+    """Let librdkafka itself judge every key and value (no broker address: no network)."""
+    from confluent_kafka import Consumer, KafkaException, Producer
+    from confluent_kafka.admin import AdminClient
+
+    probe = {k: v for k, v in conf.items() if k != "bootstrap.servers"}
+    probe["log_level"] = 0
+    try:
+        if kind == "consumer":
+            Consumer({**probe, "group.id": probe.get("group.id", "settings-probe")}).close()
+        elif kind == "producer":
+            Producer(probe)
+        else:
+            AdminClient(probe)
+    except KafkaException as exc:
+        message = exc.args[0].str() if exc.args else str(exc)
+        raise ValueError(f"librdkafka rejected the {kind} config: {message}") from None
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Collect ``PIPELINE_<KIND>__<prop>`` passthrough and reject unknown ``PIPELINE_*`` names."""
+    fields = {name.upper() for name in Settings.model_fields}
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :]
+        head, sep, tail = rest.partition("__")
+        if sep and head in _PASSTHROUGH and tail:
+            out.setdefault(_PASSTHROUGH[head], {})[_passthrough_key(tail)] = value
+        elif rest not in fields:
+            known = [ENV_PREFIX + f for f in sorted(fields - set(_PASSTHROUGH))]
+            hint = difflib.get_close_matches(name, known, n=1)
+            did = f" (did you mean {hint[0]}?)" if hint else ""
+            raise ConfigError(f"unknown setting {name}{did}")
+    return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the ``PIPELINE_*`` environment plus explicit overrides.
+
+    Args:
+        **overrides: values that win over the environment (for example a CLI's
+            ``--bootstrap-servers``). ``None`` values are ignored.
+
+    Raises:
+        ConfigError: a value is invalid or a key is unknown; the message names it and never
+            contains a secret.
+    """
+    passthrough = _env_overrides(os.environ)
+    kwargs: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    for key, values in passthrough.items():
+        kwargs[key] = {**values, **kwargs.get(key, {})}
+    try:
+        return Settings(**kwargs)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        name = f"{ENV_PREFIX}{loc.upper()}" if loc else "settings"
+        parts.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+    return "invalid settings: " + "; ".join(parts)

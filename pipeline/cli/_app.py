@@ -1,0 +1,78 @@
+"""The ``pipeline`` click group, its global options and the one error boundary."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from importlib import import_module
+
+import click
+
+from pipeline._errors import PipelineError
+from pipeline._settings import LIBRDKAFKA_LOGGER
+from pipeline._version import __version__
+
+from ._context import CliContext
+
+__all__ = ["cli", "main"]
+
+# name -> "module:attribute"; modules are imported only when their command runs, so a slow or
+# broken subcommand never slows down or breaks the others.
+SUBCOMMANDS: dict[str, str] = {
+    "doctor": "pipeline.cli.doctor:doctor",
+    "topics": "pipeline.cli.topics:topics",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *SUBCOMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in SUBCOMMANDS:
+            module, _, attr = SUBCOMMANDS[cmd_name].partition(":")
+            command = getattr(import_module(module), attr)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Turn ``PipelineError`` into ``Error: ...`` on stderr and exit status 1."""
+        try:
+            return super().invoke(ctx)
+        except PipelineError as exc:
+            if isinstance(ctx.obj, CliContext) and ctx.obj.verbose:
+                raise
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pipeline")
+@click.option(
+    "--bootstrap-servers",
+    envvar="PIPELINE_BOOTSTRAP_SERVERS",
+    metavar="HOST:PORT[,...]",
+    help="Kafka bootstrap servers; overrides PIPELINE_BOOTSTRAP_SERVERS.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Show librdkafka logs and tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, bootstrap_servers: str | None, verbose: bool) -> None:
+    """event-pipeline: typed Avro events on Kafka, and the tools to operate them."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # librdkafka reports every refused connection; a CLI user wants one clear sentence instead.
+    LIBRDKAFKA_LOGGER.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    ctx.obj = CliContext(bootstrap_servers=bootstrap_servers, verbose=verbose)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(prog_name="pipeline")
+    except KeyboardInterrupt:  # pragma: no cover - click already maps most of these to Abort
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
