@@ -36,7 +36,7 @@ test-all: lint typecheck
 	$(WITH_KAFKA) -- $(BIN)/pytest $(PYTEST_ARGS)
 
 demo: install
-	$(WITH_KAFKA) -- $(BIN)/python -m pipeline.demo $(ARGS)
+	$(WITH_KAFKA) $(ARGS) -- bash -c '$(BIN)/pipeline topics apply examples/topics.toml && $(BIN)/pipeline doctor'
 
 kafka-up:
 	scripts/kafka-local up

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from importlib import import_module
+from importlib.util import find_spec
 
 import click
 
@@ -20,18 +21,26 @@ __all__ = ["cli", "main"]
 # broken subcommand never slows down or breaks the others.
 SUBCOMMANDS: dict[str, str] = {
     "doctor": "pipeline.cli.doctor:doctor",
+    "lag": "pipeline.cli.lag:lag",
+    "scheduler": "pipeline.cli.scheduler:scheduler",
+    "schemas": "pipeline.cli.schemas:schemas",
     "topics": "pipeline.cli.topics:topics",
 }
+
+
+def _exists(target: str) -> bool:
+    return find_spec(target.partition(":")[0]) is not None
 
 
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *SUBCOMMANDS})
+        available = {name for name, target in SUBCOMMANDS.items() if _exists(target)}
+        return sorted({*super().list_commands(ctx), *available})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in SUBCOMMANDS:
+        if cmd_name in SUBCOMMANDS and _exists(SUBCOMMANDS[cmd_name]):
             module, _, attr = SUBCOMMANDS[cmd_name].partition(":")
             command = getattr(import_module(module), attr)
             assert isinstance(command, click.Command)

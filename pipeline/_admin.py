@@ -1,0 +1,76 @@
+"""Admin-client access with confluent-kafka errors translated to the pipeline's error tree."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ClusterMetadata
+
+from ._errors import KafkaOperationError, KafkaUnavailableError, PipelineError
+from ._settings import Settings
+
+__all__ = ["admin_client", "cluster_metadata", "kafka_error", "resolve", "resolve_all"]
+
+T = TypeVar("T")
+
+_UNAVAILABLE = {
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._RESOLVE,
+    KafkaError.BROKER_NOT_AVAILABLE,
+}
+
+
+def admin_client(settings: Settings, **overrides: Any) -> AdminClient:
+    """Build an AdminClient from settings (librdkafka connects lazily, in the background)."""
+    return AdminClient(settings.admin_config(**overrides))
+
+
+def kafka_error(exc: BaseException, doing: str, servers: str | None = None) -> PipelineError:
+    """Translate a confluent-kafka exception raised while ``doing`` something."""
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if err is not None and err.code() in _UNAVAILABLE:
+        where = f" at {servers}" if servers else ""
+        return KafkaUnavailableError(
+            f"cannot reach Kafka{where} while {doing}: {err.str()}; is the broker running "
+            "and PIPELINE_BOOTSTRAP_SERVERS right?"
+        )
+    detail = err.str() if err is not None else str(exc)
+    return KafkaOperationError(f"{doing} failed: {detail}")
+
+
+def resolve(future: Future[T], doing: str, timeout: float | None = None) -> T:
+    """Wait for an admin future, translating failures to ``PipelineError``."""
+    try:
+        return future.result(timeout=timeout)
+    except KafkaException as exc:
+        raise kafka_error(exc, doing) from exc
+    except TimeoutError as exc:
+        raise KafkaUnavailableError(f"{doing} timed out after {timeout}s") from exc
+
+
+def resolve_all(
+    futures: Mapping[Any, Future[T]], doing: str, timeout: float | None = None
+) -> dict[Any, T | PipelineError]:
+    """Wait for every future; each value is its result or the translated error."""
+    out: dict[Any, T | PipelineError] = {}
+    for key, future in futures.items():
+        try:
+            out[key] = resolve(future, f"{doing} {key}", timeout)
+        except PipelineError as exc:
+            out[key] = exc
+    return out
+
+
+def cluster_metadata(
+    admin: AdminClient, settings: Settings, timeout: float = 10.0
+) -> ClusterMetadata:
+    """Fetch cluster metadata, raising ``KafkaUnavailableError`` with a clear sentence."""
+    try:
+        return admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise kafka_error(exc, "fetching metadata", settings.bootstrap_servers) from exc

@@ -1,0 +1,201 @@
+"""Topic specs and an idempotent ``ensure_topics`` that creates what is missing and reports drift.
+
+A spec file is TOML, one table per topic, with optional defaults::
+
+    [defaults]
+    partitions = 6
+    replication_factor = -1          # -1: the broker's default.replication.factor
+
+    [topics."orders.placed"]
+    partitions = 12
+    configs = { "retention.ms" = "604800000", "min.insync.replicas" = "2" }
+
+Nothing is ever deleted or shrunk: a topic whose partition count or configs differ from its spec
+is reported as drift, and the operator decides.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from ._admin import cluster_metadata, kafka_error, resolve
+from ._errors import ConfigError, PipelineError, TopicError
+from ._settings import Settings
+
+__all__ = ["Drift", "TopicReport", "TopicSpec", "ensure_topics", "load_topic_specs"]
+
+_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What a topic should look like: name, partitions, replication factor and configs."""
+
+    name: str
+    partitions: int = 1
+    replication_factor: int = -1
+    configs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name) or self.name in (".", ".."):
+            raise ConfigError(f"invalid topic name {self.name!r}: use 1-249 of [a-zA-Z0-9._-]")
+        if self.partitions < 1:
+            raise ConfigError(f"topic {self.name}: partitions must be >= 1, got {self.partitions}")
+        if self.replication_factor == 0 or self.replication_factor < -1:
+            raise ConfigError(
+                f"topic {self.name}: replication_factor must be >= 1 or -1 (broker default)"
+            )
+        frozen = MappingProxyType({str(k): str(v) for k, v in self.configs.items()})
+        object.__setattr__(self, "configs", frozen)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One difference between a spec and the live topic."""
+
+    topic: str
+    setting: str
+    expected: str
+    actual: str
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.setting} is {self.actual}, spec says {self.expected}"
+
+
+@dataclass
+class TopicReport:
+    """The outcome of ``ensure_topics``."""
+
+    created: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def load_topic_specs(path: str | Path) -> list[TopicSpec]:
+    """Read topic specs from a TOML file.
+
+    Raises:
+        ConfigError: the file is missing, is not TOML, or a spec is invalid; the message names
+            the file and the topic.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"topic spec file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"topic spec file {path} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"defaults", "topics"}
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown section(s) {sorted(unknown)}; use [defaults], [topics.X]"
+        )
+    defaults = data.get("defaults", {})
+    topics = data.get("topics", {})
+    if not isinstance(topics, dict) or not topics:
+        raise ConfigError(f"{path}: no [topics.<name>] tables found")
+    return [_spec(path, name, {**defaults, **body}) for name, body in topics.items()]
+
+
+def _spec(path: Path, name: str, body: dict[str, Any]) -> TopicSpec:
+    allowed = {"partitions", "replication_factor", "configs"}
+    extra = set(body) - allowed
+    if extra:
+        raise ConfigError(f"{path}: topic {name}: unknown key(s) {sorted(extra)}")
+    try:
+        return TopicSpec(
+            name=name,
+            partitions=int(body.get("partitions", 1)),
+            replication_factor=int(body.get("replication_factor", -1)),
+            configs=dict(body.get("configs", {})),
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{path}: topic {name}: {exc}") from None
+
+
+def ensure_topics(
+    settings: Settings,
+    specs: Iterable[TopicSpec],
+    *,
+    dry_run: bool = False,
+    timeout: float = 30.0,
+    admin: AdminClient | None = None,
+) -> TopicReport:
+    """Create missing topics and report drift of existing ones; never deletes or shrinks.
+
+    Args:
+        settings: connection settings.
+        specs: the wanted topics.
+        dry_run: validate creations on the broker without creating anything.
+        timeout: seconds for each admin request.
+        admin: an existing admin client to reuse.
+
+    Raises:
+        KafkaUnavailableError: no broker answered.
+        TopicError: a topic could not be created (the message names it and says why).
+    """
+    admin = admin or AdminClient(settings.admin_config())
+    specs = list(specs)
+    live = cluster_metadata(admin, settings, timeout).topics
+    report = TopicReport(dry_run=dry_run)
+    missing = [s for s in specs if s.name not in live]
+    existing = [s for s in specs if s.name in live]
+    if missing:
+        new = [
+            NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.configs))
+            for s in missing
+        ]
+        futures = admin.create_topics(new, operation_timeout=timeout, validate_only=dry_run)
+        for name, future in futures.items():
+            try:
+                resolve(future, f"creating topic {name}", timeout)
+            except PipelineError as exc:
+                if "already exists" in str(exc).lower():  # created concurrently: fine
+                    existing.append(next(s for s in missing if s.name == name))
+                    continue
+                raise TopicError(str(exc)) from exc
+            report.created.append(name)
+    for spec in existing:
+        drift = _partition_drift(spec, len(live[spec.name].partitions)) if spec.name in live else []
+        drift += _config_drift(admin, spec, timeout)
+        report.drift.extend(drift)
+        if not drift:
+            report.unchanged.append(spec.name)
+    report.created.sort()
+    report.unchanged.sort()
+    return report
+
+
+def _partition_drift(spec: TopicSpec, actual: int) -> list[Drift]:
+    if actual == spec.partitions:
+        return []
+    return [Drift(spec.name, "partitions", str(spec.partitions), str(actual))]
+
+
+def _config_drift(admin: AdminClient, spec: TopicSpec, timeout: float) -> list[Drift]:
+    if not spec.configs:
+        return []
+    resource = ConfigResource(ConfigResource.Type.TOPIC, spec.name)
+    try:
+        entries = admin.describe_configs([resource])[resource].result(timeout=timeout)
+    except KafkaException as exc:
+        raise kafka_error(exc, f"describing configs of {spec.name}") from exc
+    out = []
+    for key, expected in sorted(spec.configs.items()):
+        entry = entries.get(key)
+        actual = "<unknown config>" if entry is None else str(entry.value)
+        if actual != expected:
+            out.append(Drift(spec.name, key, expected, actual))
+    return out
