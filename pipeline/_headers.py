@@ -31,6 +31,7 @@ __all__ = [
     "REDRIVEN_AT",
     "REPLAYED_FROM",
     "SCHEDULER_HEADERS",
+    "SCHEDULER_SEQ",
     "TARGET_TOPIC",
     "TRACEPARENT",
     "Headers",
@@ -64,9 +65,11 @@ FAILED_AT = "pipeline-failed-at"
 REPLAYED_FROM = "pipeline-replayed-from"
 REDRIVEN_AT = "pipeline-redriven-at"
 EXPIRES_AT = "pipeline-expires-at"
+# Scheduler-internal: the entry offset, so equal due times keep their order across tier hops.
+SCHEDULER_SEQ = "pipeline-scheduler-seq"
 
 # Headers the scheduler consumes; it strips them before forwarding to the target topic.
-SCHEDULER_HEADERS = frozenset({DELIVER_AT, TARGET_TOPIC})
+SCHEDULER_HEADERS = frozenset({DELIVER_AT, TARGET_TOPIC, SCHEDULER_SEQ})
 
 
 def get_header(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> bytes | None:
