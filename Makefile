@@ -9,7 +9,7 @@ WITH_KAFKA := $(PYTHON) scripts/with-kafka
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: install lint typecheck test test-all unit demo kafka-up kafka-down clean
+.PHONY: install lint typecheck prometheus-tools test test-all unit demo kafka-up kafka-down clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,13 +26,17 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# promtool and prometheus (Debian's package) for the alert-rule and dashboard tests.
+prometheus-tools:
+	scripts/ensure-prometheus
+
 unit: install
 	$(BIN)/pytest -m "not kafka and not slow" $(PYTEST_ARGS)
 
-test: lint typecheck
+test: lint typecheck prometheus-tools
 	$(WITH_KAFKA) -- $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: lint typecheck
+test-all: lint typecheck prometheus-tools
 	$(WITH_KAFKA) -- $(BIN)/pytest $(PYTEST_ARGS)
 
 demo: install

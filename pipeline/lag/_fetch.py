@@ -1,0 +1,234 @@
+"""The admin calls a poll makes: list and describe groups, committed offsets, log offsets."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException
+from confluent_kafka import TopicPartition as _TP
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from pipeline._admin import kafka_error, resolve
+from pipeline._errors import PipelineError
+
+from ._model import PartitionOffsets
+
+__all__ = ["TP", "AdminFetcher", "GroupDescription", "GroupListing"]
+
+TP = tuple[str, int]
+
+_STATE_NAMES = {
+    "STABLE": "Stable",
+    "EMPTY": "Empty",
+    "DEAD": "Dead",
+    "PREPARING_REBALANCING": "PreparingRebalance",
+    "COMPLETING_REBALANCING": "CompletingRebalance",
+    "UNKNOWN": "Unknown",
+}
+
+
+def _state(value: Any) -> str:
+    name = getattr(value, "name", str(value))
+    return _STATE_NAMES.get(name, name.title())
+
+
+def _protocol(value: Any) -> str:
+    name = getattr(value, "name", "UNKNOWN")
+    return {"CONSUMER": "consumer", "CLASSIC": "classic"}.get(name, "classic")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupListing:
+    """A group as ``ListGroups`` reports it."""
+
+    group: str
+    state: str
+    protocol: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    """A group as ``DescribeGroups``/``ConsumerGroupDescribe`` reports it."""
+
+    group: str
+    state: str
+    protocol: str
+    assignor: str
+    members: int
+    assigned: frozenset[TP]
+
+
+class AdminFetcher:
+    """Batched, bounded admin calls; every failure comes back as a ``PipelineError`` value."""
+
+    def __init__(self, admin: AdminClient, *, timeout: float = 10.0, concurrency: int = 16) -> None:
+        self._admin = admin
+        self._timeout = timeout
+        self._concurrency = max(1, concurrency)
+
+    def list_groups(self) -> list[GroupListing]:
+        """Every consumer group, classic and KIP-848 (``consumer``) alike.
+
+        Raises:
+            PipelineError: the call failed (partial failures from some brokers too, because a
+                missing group would otherwise look deleted).
+        """
+        future = self._admin.list_consumer_groups(request_timeout=self._timeout)
+        result = resolve(future, "listing consumer groups", self._timeout + 5)
+        if result.errors:
+            raise kafka_error(KafkaException(result.errors[0]), "listing consumer groups")
+        return [
+            GroupListing(
+                g.group_id, _state(getattr(g, "state", None)), _protocol(getattr(g, "type", None))
+            )
+            for g in result.valid or []
+        ]
+
+    def describe(
+        self, groups: list[str], chunk: int = 200
+    ) -> dict[str, GroupDescription | PipelineError]:
+        """Describe groups in chunks; a failed group maps to its error."""
+        out: dict[str, GroupDescription | PipelineError] = {}
+        for start in range(0, len(groups), chunk):
+            batch = groups[start : start + chunk]
+            try:
+                futures = self._admin.describe_consumer_groups(batch, request_timeout=self._timeout)
+            except KafkaException as exc:
+                err = kafka_error(exc, "describing consumer groups")
+                out.update(dict.fromkeys(batch, err))
+                continue
+            for group, future in futures.items():
+                try:
+                    d = resolve(future, f"describing group {group}", self._timeout + 5)
+                except PipelineError as exc:
+                    out[group] = exc
+                    continue
+                assigned = frozenset(
+                    (tp.topic, tp.partition)
+                    for m in d.members
+                    for tp in m.assignment.topic_partitions
+                )
+                out[group] = GroupDescription(
+                    group=group,
+                    state=_state(getattr(d, "state", None)),
+                    protocol=_protocol(getattr(d, "type", None)),
+                    assignor=d.partition_assignor or "",
+                    members=len(d.members),
+                    assigned=assigned,
+                )
+        return out
+
+    def committed(self, groups: Iterable[str]) -> dict[str, dict[TP, int] | PipelineError]:
+        """Committed offsets of each group, at most ``concurrency`` requests in flight.
+
+        Partitions without a committed offset are left out (like the Kafka CLI's ``-``).
+        """
+        pending = list(groups)
+        out: dict[str, dict[TP, int] | PipelineError] = {}
+        inflight: dict[concurrent.futures.Future[Any], str] = {}
+        while pending or inflight:
+            while pending and len(inflight) < self._concurrency:
+                group = pending.pop()
+                try:
+                    request = [ConsumerGroupTopicPartitions(group)]
+                    futures = self._admin.list_consumer_group_offsets(
+                        request, request_timeout=self._timeout
+                    )
+                except KafkaException as exc:
+                    out[group] = kafka_error(exc, f"fetching offsets of group {group}")
+                    continue
+                inflight[futures[group]] = group
+            done, _ = concurrent.futures.wait(
+                inflight, timeout=self._timeout + 5, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            if not done:  # every request outlived its own timeout: give up on them
+                for future, group in inflight.items():
+                    future.cancel()
+                    out[group] = PipelineError(f"fetching offsets of group {group} timed out")
+                inflight.clear()
+            for future in done:
+                group = inflight.pop(future)
+                try:
+                    result = resolve(future, f"fetching offsets of group {group}")
+                except PipelineError as exc:
+                    out[group] = exc
+                    continue
+                out[group] = {
+                    (tp.topic, tp.partition): tp.offset
+                    for tp in result.topic_partitions or []
+                    if tp.offset >= 0 and tp.error is None
+                }
+        return out
+
+    def partition_counts(self) -> dict[str, int]:
+        """Partition count of every topic in the cluster (one metadata request)."""
+        try:
+            meta = self._admin.list_topics(timeout=self._timeout)
+        except KafkaException as exc:
+            raise kafka_error(exc, "fetching metadata") from exc
+        return {
+            name: len(topic.partitions)
+            for name, topic in meta.topics.items()
+            if topic.error is None and not name.startswith("__")
+        }
+
+    def log_offsets(self, tps: Iterable[TP]) -> dict[TP, PartitionOffsets | PipelineError]:
+        """Log start, high watermark and last stable offset: three batched calls in parallel."""
+        keys = [_TP(t, p) for t, p in tps]
+        if not keys:
+            return {}
+        # OffsetSpec's factories are untyped in confluent-kafka 2.16.
+        earliest: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+        latest: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        specs = {
+            "earliest": (earliest, IsolationLevel.READ_UNCOMMITTED),
+            "latest": (latest, IsolationLevel.READ_UNCOMMITTED),
+            "stable": (latest, IsolationLevel.READ_COMMITTED),
+        }
+        calls: dict[str, dict[Any, concurrent.futures.Future[Any]] | PipelineError] = {}
+        for name, (spec, isolation) in specs.items():
+            try:
+                calls[name] = self._admin.list_offsets(
+                    dict.fromkeys(keys, spec),
+                    isolation_level=isolation,
+                    request_timeout=self._timeout,
+                )
+            except KafkaException as exc:
+                calls[name] = kafka_error(exc, f"listing {name} offsets")
+        values: dict[str, dict[TP, int | PipelineError]] = {}
+        for name, futures in calls.items():
+            got: dict[TP, int | PipelineError] = {}
+            for key in keys:
+                tp = (key.topic, key.partition)
+                if isinstance(futures, PipelineError):
+                    got[tp] = futures
+                    continue
+                try:
+                    got[tp] = resolve(
+                        futures[key], f"listing {name} offsets of {tp}", self._timeout + 5
+                    ).offset
+                except PipelineError as exc:
+                    got[tp] = exc
+            values[name] = got
+        out: dict[TP, PartitionOffsets | PipelineError] = {}
+        for key in keys:
+            tp = (key.topic, key.partition)
+            start, high, stable = (values[n][tp] for n in ("earliest", "latest", "stable"))
+            failed = next((v for v in (start, high, stable) if isinstance(v, PipelineError)), None)
+            if failed is not None:
+                out[tp] = failed
+                continue
+            assert isinstance(start, int)
+            assert isinstance(high, int)
+            assert isinstance(stable, int)
+            out[tp] = PartitionOffsets(
+                topic=tp[0],
+                partition=tp[1],
+                log_start=start,
+                high_watermark=high,
+                stable_offset=stable,
+            )
+        return out
