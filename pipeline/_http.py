@@ -1,0 +1,118 @@
+"""A tiny threaded HTTP server for services: ``/metrics``, ``/healthz`` and ``/readyz``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+__all__ = ["ServiceHTTPServer"]
+
+_LOG = logging.getLogger("pipeline.http")
+
+
+def _probe(check: Callable[[], bool]) -> bool:
+    """Run a health or readiness check; a check that raises counts as failing."""
+    try:
+        return bool(check())
+    except Exception:  # a broken check must answer 503, never kill the server thread
+        _LOG.exception("health check raised")
+        return False
+
+
+class ServiceHTTPServer:
+    """Serve Prometheus metrics and liveness/readiness probes from a background thread.
+
+    ``GET /metrics`` returns the registry in the text exposition format. ``GET /healthz`` and
+    ``GET /readyz`` answer 200 ``ok`` when their check returns True and 503 otherwise. Nothing
+    listens until ``start()``; ``port=0`` picks a free port (read it back from ``port``).
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        healthy: Callable[[], bool],
+        ready: Callable[[], bool],
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._registry = registry
+        self._healthy = healthy
+        self._ready = ready
+        self._host = host
+        self._port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one once started, even when constructed with 0)."""
+        if self._server is not None:
+            return int(self._server.server_address[1])
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL, for example ``http://127.0.0.1:9100``."""
+        return f"http://{self._host}:{self.port}"
+
+    def start(self) -> None:
+        """Bind and serve in a daemon thread; a second call does nothing."""
+        if self._server is not None:
+            return
+        server = ThreadingHTTPServer((self._host, self._port), self._handler_class())
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="pipeline-http", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; safe to call twice."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> ServiceHTTPServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(owner._registry), CONTENT_TYPE_LATEST)
+                elif path in ("/healthz", "/readyz"):
+                    check = owner._healthy if path == "/healthz" else owner._ready
+                    ok = _probe(check)
+                    self._send(200 if ok else 503, b"ok\n" if ok else b"unavailable\n")
+                else:
+                    self._send(404, b"not found\n")
+
+            def _send(self, status: int, body: bytes, ctype: str = "text/plain") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                _LOG.debug("%s " + format, self.address_string(), *args)
+
+        return Handler
