@@ -58,3 +58,62 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         if name.startswith("PIPELINE_"):
             monkeypatch.delenv(name)
     return monkeypatch
+
+
+class PrivateKafka:
+    """A cluster of our own (scripts/kafka-local on free ports), for tests that kill brokers."""
+
+    def __init__(self, home: Path) -> None:
+        self.env = {
+            **os.environ,
+            "KAFKA_LOCAL_HOME": str(home),
+            "KAFKA_LOCAL_PORT": str(_free_port_block(3)),
+        }
+        self.bootstrap = ""
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Run scripts/kafka-local with this cluster's environment."""
+        return subprocess.run(
+            [sys.executable, str(KAFKA_LOCAL), *args],
+            capture_output=True, text=True, env=self.env, timeout=timeout,
+        )  # fmt: skip
+
+    def up(self, brokers: int = 1) -> str:
+        """Start (or restart missing nodes); return the bootstrap servers."""
+        proc = self.run("up", "--brokers", str(brokers))
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        self.bootstrap = self.run("env").stdout.strip().partition("=")[2]
+        return self.bootstrap
+
+    def pids(self) -> dict[int, int]:
+        """Running broker pids by node id."""
+        out = {}
+        for line in self.run("status").stdout.splitlines():
+            fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+            if fields.get("pid", "-") != "-":
+                out[int(fields["node"])] = int(fields["pid"])
+        return out
+
+
+def _free_port_block(size: int) -> int:
+    """A base port where base..base+size-1 and the controller ports (+1000) are free."""
+    for base in range(21092, 40000, 10):
+        ports = [*range(base, base + size), *range(base + 1000, base + 1000 + size)]
+        if all(_port_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free port block")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[PrivateKafka]:
+    """A private cluster, stopped and deleted after the test; call ``.up(brokers)`` to start."""
+    cluster = PrivateKafka(tmp_path / "kafka")
+    try:
+        yield cluster
+    finally:
+        cluster.run("down")

@@ -20,11 +20,17 @@ __all__ = ["cli", "main"]
 # name -> "module:attribute"; modules are imported only when their command runs, so a slow or
 # broken subcommand never slows down or breaks the others.
 SUBCOMMANDS: dict[str, str] = {
+    "consume": "pipeline.cli.consume:consume",
+    "dlq": "pipeline.cli.dlq:dlq",
     "doctor": "pipeline.cli.doctor:doctor",
     "lag": "pipeline.cli.lag:lag",
+    "offsets": "pipeline.cli.offsets:offsets",
+    "produce": "pipeline.cli.produce:produce",
+    "replay": "pipeline.cli.replay:replay",
     "scheduler": "pipeline.cli.scheduler:scheduler",
     "schemas": "pipeline.cli.schemas:schemas",
     "topics": "pipeline.cli.topics:topics",
+    "worker": "pipeline.cli.worker:worker",
 }
 
 

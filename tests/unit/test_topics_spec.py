@@ -38,9 +38,9 @@ def test_spec_rejects_bad_values(kwargs: dict[str, object], message: str) -> Non
 def test_example_spec_loads() -> None:
     specs = load_topic_specs(REPO / "examples" / "topics.toml")
     by_name = {s.name: s for s in specs}
-    assert by_name["orders.placed"].partitions == 6  # from [defaults]
-    assert by_name["reminders.due"].partitions == 3  # overridden
-    assert by_name["orders.placed"].configs["cleanup.policy"] == "delete"
+    assert by_name["orders"].partitions == 6  # from [defaults]
+    assert by_name["reminders"].partitions == 3  # overridden
+    assert by_name["orders"].configs["cleanup.policy"] == "delete"
 
 
 @pytest.mark.parametrize(

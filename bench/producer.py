@@ -1,0 +1,176 @@
+"""``python -m bench producer``: EventProducer against a hand-written confluent-kafka loop.
+
+Same broker, same topic layout, same librdkafka config, same events, alternating rounds:
+
+(a) ``EventProducer.send()`` of typed events (futures, CloudEvents headers, metrics) against a
+    loop of the same model-to-datum conversion + ``fastavro.schemaless_writer`` + raw
+    ``Producer.produce`` with a delivery callback that counts errors;
+(b) ``send_bytes()`` of pre-encoded values against raw ``produce`` of the same bytes;
+(c) ``AsyncEventProducer`` (queue all, gather) against sync ``send()``.
+
+Each timing runs from the first send until every record is acknowledged (flush).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from io import BytesIO
+from typing import Any
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from fastavro import schemaless_writer
+from prometheus_client import CollectorRegistry
+
+from bench._common import emit, median, timed_rate
+from pipeline import load_settings
+from pipeline._codec import SINGLE_OBJECT_MAGIC, Codec
+from pipeline._demo_events import Address, LineItem, OrderPlaced
+from producers import AsyncEventProducer, EventProducer
+
+
+def make_events(n: int) -> list[OrderPlaced]:
+    placed = datetime.now(UTC).replace(microsecond=0)
+    return [
+        OrderPlaced(
+            order_id=uuid.uuid4(),
+            customer_id=f"customer-{i % 1000}",
+            placed_at=placed,
+            items=[LineItem(sku=f"sku-{i % 50}", quantity=1 + i % 3, unit_price=Decimal("4.50"))],
+            total=Decimal("13.50"),
+            shipping_address=Address(
+                line1="1 Main St", city="Lyon", postal_code="69001", country="FR"
+            ),
+        )
+        for i in range(n)
+    ]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench producer")
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--partitions", type=int, default=6)
+    args = parser.parse_args(argv)
+
+    settings = load_settings(bootstrap_servers=os.environ.get("PIPELINE_BOOTSTRAP_SERVERS"))
+    topic = f"bench-producer-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(settings.admin_config())
+    admin.create_topics([NewTopic(topic, args.partitions)])[topic].result(timeout=30)
+
+    codec = Codec.from_settings(settings, [OrderPlaced])
+    binding = codec.register(OrderPlaced)
+    prefix = SINGLE_OBJECT_MAGIC + binding.schema.fingerprint
+    parsed = binding.schema.parsed
+    events = make_events(args.events)
+    keys = [str(e.order_id) for e in events]
+    encoded = [codec.encode(e) for e in events]
+    config = settings.producer_config()
+    config.pop("logger", None)
+
+    def raw_typed() -> int:
+        producer, errors = Producer(config), [0]
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is not None:
+                errors[0] += 1
+
+        for event, key in zip(events, keys, strict=True):
+            buf = BytesIO()
+            buf.write(prefix)
+            schemaless_writer(buf, parsed, binding.to_datum(event))
+            _produce(producer, topic, buf.getvalue(), key.encode(), on_delivery)
+        _finish(producer, errors)
+        return len(events)
+
+    def raw_bytes() -> int:
+        producer, errors = Producer(config), [0]
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is not None:
+                errors[0] += 1
+
+        for value, key in zip(encoded, keys, strict=True):
+            _produce(producer, topic, value, key.encode(), on_delivery)
+        _finish(producer, errors)
+        return len(encoded)
+
+    def ours_typed() -> int:
+        with EventProducer(settings, codec=codec, registry=CollectorRegistry()) as p:
+            futures = [p.send(e, key=k, topic=topic) for e, k in zip(events, keys, strict=True)]
+        assert all(f is not None and f.exception() is None for f in futures)
+        return len(events)
+
+    def ours_bytes() -> int:
+        with EventProducer(settings, codec=codec, registry=CollectorRegistry()) as p:
+            futures = [p.send_bytes(topic, v, key=k) for v, k in zip(encoded, keys, strict=True)]
+        assert all(f is not None and f.exception() is None for f in futures)
+        return len(encoded)
+
+    def ours_async() -> int:
+        async def run() -> int:
+            async with AsyncEventProducer(
+                EventProducer(settings, codec=codec, registry=CollectorRegistry())
+            ) as ap:
+                pending = [
+                    ap.queue(e, key=k, topic=topic) for e, k in zip(events, keys, strict=True)
+                ]
+                results = await asyncio.gather(*pending)
+            return len(results)
+
+        return asyncio.run(run())
+
+    rates: dict[str, list[float]] = {n: [] for n in ("raw", "ours", "raw_b", "ours_b", "async")}
+    runs: list[tuple[str, Callable[[], int]]] = [
+        ("raw", raw_typed), ("ours", ours_typed), ("raw_b", raw_bytes),
+        ("ours_b", ours_bytes), ("async", ours_async),
+    ]  # fmt: skip
+    for rnd in range(args.rounds):
+        order = runs if rnd % 2 == 0 else list(reversed(runs))  # alternate to spread drift
+        for name, fn in order:
+            rates[name].append(timed_rate(fn))
+        print(
+            f"round {rnd + 1}: " + ", ".join(f"{n}={rates[n][-1]:,.0f}/s" for n, _ in runs),
+            flush=True,
+        )
+    typed = [o / r for o, r in zip(rates["ours"], rates["raw"], strict=True)]
+    raw_b = [o / r for o, r in zip(rates["ours_b"], rates["raw_b"], strict=True)]
+    asy = [a / s for a, s in zip(rates["async"], rates["ours"], strict=True)]
+    med = {name: median(values) for name, values in rates.items()}
+    lines = [
+        ("(a) typed send", med["ours"], med["raw"], median(typed), 0.85),
+        ("(b) bytes path", med["ours_b"], med["raw_b"], median(raw_b), 0.90),
+        ("(c) async/sync", med["async"], med["ours"], median(asy), 0.60),
+    ]
+    for label, ours, base, ratio, target in lines:
+        print(f"{label}: {ours:,.0f}/s vs {base:,.0f}/s  ratio {ratio:.3f} (target >= {target})")
+    admin.delete_topics([topic])
+    emit(
+        "producer",
+        median(typed),
+        bytes_ratio=median(raw_b),
+        async_ratio=median(asy),
+        events_per_s=round(median(rates["ours"])),
+    )
+    return 0
+
+
+def _produce(producer: Producer, topic: str, value: bytes, key: bytes, cb: Any) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key, on_delivery=cb)
+            producer.poll(0)  # serve delivery reports, as the confluent-kafka examples do
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def _finish(producer: Producer, errors: list[int]) -> None:
+    if producer.flush(60) or errors[0]:
+        raise RuntimeError(f"baseline lost records: {errors[0]} failed")

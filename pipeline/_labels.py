@@ -1,0 +1,13 @@
+"""Prometheus label names, defined once for every metric the pipeline exports."""
+
+from __future__ import annotations
+
+__all__ = ["EVENT_TYPE", "GROUP", "OUTCOME", "PARTITION", "REASON", "TIER", "TOPIC"]
+
+GROUP = "group"
+TOPIC = "topic"
+PARTITION = "partition"
+EVENT_TYPE = "event_type"
+OUTCOME = "outcome"
+REASON = "reason"
+TIER = "tier"

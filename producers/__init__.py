@@ -1,0 +1,16 @@
+"""The producer SDK: typed events to Kafka, idempotent, never silent about a lost event."""
+
+from ._async import AsyncEventProducer
+from ._delivery import DeliveryCallback, DeliveryFuture, DeliveryResult
+from ._metrics import ProducerMetrics
+from ._producer import EventProducer, Key
+
+__all__ = [
+    "AsyncEventProducer",
+    "DeliveryCallback",
+    "DeliveryFuture",
+    "DeliveryResult",
+    "EventProducer",
+    "Key",
+    "ProducerMetrics",
+]

@@ -1,0 +1,402 @@
+"""``EventProducer``: typed events to Kafka, idempotent, with a result for every send."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, cast
+
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from pipeline._codec import Codec
+from pipeline._errors import (
+    ConfigError,
+    DeliveryError,
+    FatalProducerError,
+    PipelineError,
+    ProduceError,
+    QueueFullError,
+    RecordTooLargeError,
+    UndeliveredRecordsError,
+)
+from pipeline._events import Event
+from pipeline._scheduler_records import SchedulerConfig, scheduled_headers
+from pipeline._settings import Settings, load_settings
+
+from ._client import ClientHolder
+from ._delivery import DeliveryCallback, DeliveryFuture, UserReport
+from ._headers import cloudevent_headers
+from ._metrics import ProducerMetrics
+
+__all__ = ["EventProducer", "Key"]
+
+Key = bytes | str | Callable[[Any], bytes | str | None] | None
+HeaderInput = Mapping[str, str | bytes] | Sequence[tuple[str, str | bytes | None]] | None
+_Wire = list[tuple[str, str | bytes | None]]
+_DEFAULT_MAX_BYTES = 1_000_000
+_HEADER_OVERHEAD = 16  # approximate per-header framing bytes in a record batch
+_HEADER_SLACK = 4096  # below max - slack, headers cannot push a record over: skip counting
+_default_metrics: ProducerMetrics | None = None
+_default_metrics_lock = threading.Lock()
+
+
+def _shared_metrics() -> ProducerMetrics:
+    """One collector on the global registry, shared by producers built without a registry."""
+    global _default_metrics
+    with _default_metrics_lock:
+        if _default_metrics is None:
+            _default_metrics = ProducerMetrics()
+        return _default_metrics
+
+
+class EventProducer:
+    """Send typed events to Kafka with the idempotent producer.
+
+    Thread-safe. No connection is made until the first send. Use it as a context manager (or
+    call :meth:`close`) so queued records are flushed and any that were not delivered are
+    reported. Every send either raises before queueing (validation, encoding, size), or its
+    future/callback receives a :class:`DeliveryResult` or a ``ProduceError``.
+
+    Args:
+        settings: connection settings (default: read from the environment).
+        codec: the Avro codec (default: built from ``settings``).
+        source: the CloudEvents ``ce_source`` (default: ``settings.client_id``).
+        max_block: seconds ``send`` waits for room in a full local queue before raising
+            ``QueueFullError``.
+        transactional_id: enables :meth:`transaction`.
+        config: librdkafka overrides on top of the settings' producer config.
+        registry: where metrics go (default: the global Prometheus registry).
+        scheduler_topic: where delayed sends go.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        codec: Codec | None = None,
+        source: str | None = None,
+        max_block: float = 10.0,
+        transactional_id: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        registry: CollectorRegistry | None = None,
+        scheduler_topic: str = SchedulerConfig.topic,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self._codec = codec
+        self._source = (source or self.settings.client_id).encode()
+        self._max_block = max_block
+        self._scheduler_topic = scheduler_topic
+        overrides = dict(config or {})
+        if transactional_id is not None:
+            overrides["transactional.id"] = transactional_id
+        client_config = self.settings.producer_config(**overrides)
+        self._max_bytes = int(client_config.get("message.max.bytes", _DEFAULT_MAX_BYTES))
+        self.metrics = ProducerMetrics(registry) if registry is not None else _shared_metrics()
+        self.metrics.queue_depth = self.__len__
+        self._holder = ClientHolder(client_config, after_poll=self._after_poll)
+        self._type_headers: dict[type[Event], bytes] = {}
+        self._poll_hooks: list[Callable[[], None]] = []
+        self._last_report: UserReport | None = None
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def codec(self) -> Codec:
+        """The codec used to encode events (built from settings on first use)."""
+        if self._codec is None:
+            self._codec = Codec.from_settings(self.settings)
+        return self._codec
+
+    def send(
+        self,
+        event: Event,
+        *,
+        key: Key = None,
+        topic: str | None = None,
+        headers: HeaderInput = None,
+        deliver_at: datetime | None = None,
+        delay: timedelta | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> DeliveryFuture | None:
+        """Encode ``event`` and queue it for ``topic`` (default: the event class's topic).
+
+        Args:
+            event: a typed event (a :class:`pipeline.Event` subclass instance).
+            key: partition key: bytes, str, or a callable of the event.
+            topic: destination topic; defaults to ``type(event).topic``.
+            headers: extra headers, added after the CloudEvents ones.
+            deliver_at: deliver through the scheduler at this (timezone-aware) time.
+            delay: deliver through the scheduler after this delay.
+            on_delivery: called with ``(result, None)`` or ``(None, error)`` instead of
+                returning a future (cheaper when sending many records).
+
+        Returns:
+            A future of the delivery result, or ``None`` when ``on_delivery`` is given.
+
+        Raises:
+            EncodeError: the event does not fit its schema (nothing was queued).
+            RecordTooLargeError: the encoded record is over ``message.max.bytes``.
+            QueueFullError: the local queue stayed full for ``max_block`` seconds.
+            FatalProducerError: the producer hit a fatal error; later sends use a new client.
+        """
+        if not isinstance(event, Event):
+            raise ConfigError(f"send() takes a pipeline Event, got {type(event).__name__}")
+        target = topic or type(event).topic
+        if not target:
+            raise ConfigError(
+                f"no topic for {type(event).__name__}: pass topic= or set `topic` on the class"
+            )
+        value = self.codec.encode(event, topic=target)
+        record_headers = cloudevent_headers(self._source, self._ce_type(type(event)))
+        if headers:
+            record_headers.extend(_normalise_headers(headers))
+        key_bytes = _key_bytes(key, event)
+        return self._produce(
+            target, value, key_bytes, record_headers, deliver_at, delay, on_delivery
+        )
+
+    def send_bytes(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | str | None = None,
+        headers: HeaderInput = None,
+        deliver_at: datetime | None = None,
+        delay: timedelta | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> DeliveryFuture | None:
+        """Queue pre-encoded bytes exactly as given (no CloudEvents headers are added).
+
+        This is the path for forwarding records that already carry their headers (replay,
+        redrive). Same guarantees and errors as :meth:`send`.
+        """
+        record_headers = _normalise_headers(headers) if headers else []
+        key_bytes = key.encode() if isinstance(key, str) else key
+        return self._produce(
+            topic, value, key_bytes, record_headers, deliver_at, delay, on_delivery
+        )
+
+    def send_many(
+        self,
+        events: Iterable[Event],
+        *,
+        key: Key = None,
+        topic: str | None = None,
+    ) -> list[DeliveryFuture]:
+        """Send several events (same key rule and topic); returns their futures in order."""
+        futures = []
+        for event in events:
+            future = self.send(event, key=key, topic=topic)
+            assert future is not None
+            futures.append(future)
+        return futures
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait up to ``timeout`` seconds for queued records; return how many are still pending."""
+        if not self._holder.started:
+            return 0
+        return int(self._holder.get().flush(timeout))
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush, then release the client.
+
+        Raises:
+            UndeliveredRecordsError: records were still undelivered after ``timeout``; their
+                futures fail with ``DeliveryError``.
+        """
+        remaining = self._holder.close(timeout)
+        if remaining:
+            raise UndeliveredRecordsError(remaining, timeout)
+
+    def __len__(self) -> int:
+        """Records queued locally or in flight."""
+        return len(self._holder.get()) if self._holder.started else 0
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.close()
+        except UndeliveredRecordsError:
+            if exc is None:
+                raise  # don't hide the body's own exception behind this one
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, timeout: float = 30.0) -> Iterator[EventProducer]:
+        """Send atomically: everything sent inside is committed together, or aborted.
+
+        Raises:
+            ConfigError: the producer was built without ``transactional_id``.
+            ProduceError: the commit failed (the transaction was aborted).
+        """
+        if not self._holder.transactional:
+            raise ConfigError("transaction() needs EventProducer(transactional_id=...)")
+        client = self._holder.get()
+        _call(client.begin_transaction, "beginning a transaction")
+        try:
+            yield self
+        except BaseException:
+            _call(lambda: client.abort_transaction(timeout), "aborting a transaction")
+            raise
+        _commit(client, timeout)
+
+    def send_offsets_to_transaction(
+        self, offsets: list[TopicPartition], group_metadata: object, timeout: float = 30.0
+    ) -> None:
+        """Add a consumer's offsets to the open transaction (consume-transform-produce)."""
+        client = self._holder.get()
+        _call(
+            lambda: client.send_offsets_to_transaction(offsets, group_metadata, timeout),
+            "sending offsets to the transaction",
+        )
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def add_poll_hook(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` in the poll thread after each batch of delivery callbacks."""
+        self._poll_hooks.append(hook)
+
+    def _after_poll(self) -> None:
+        for hook in self._poll_hooks:
+            hook()
+
+    def _user_report(self, user: DeliveryCallback) -> UserReport:
+        report = self._last_report
+        if report is None or report.user is not user:  # senders usually reuse one callback
+            report = self._last_report = UserReport(user, self.metrics)
+        return report
+
+    def _ce_type(self, cls: type[Event]) -> bytes:
+        value = self._type_headers.get(cls)
+        if value is None:
+            value = self._type_headers[cls] = cls.subject.encode()
+        return value
+
+    def _produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[tuple[str, bytes | None]],
+        deliver_at: datetime | None,
+        delay: timedelta | None,
+        on_delivery: DeliveryCallback | None,
+    ) -> DeliveryFuture | None:
+        if deliver_at is not None or delay is not None:
+            headers.extend(scheduled_headers(topic, _due_ms(deliver_at, delay)))
+            topic = self._scheduler_topic
+        size = len(value or b"") + len(key or b"")
+        if size > self._max_bytes - _HEADER_SLACK:
+            self._check_size(topic, size, headers)
+        future: DeliveryFuture | None = None
+        if on_delivery is None:
+            future = DeliveryFuture(self.metrics)
+            callback: Callable[[KafkaError | None, Message], None] = future.report
+        else:
+            callback = self._user_report(on_delivery)
+        client = self._holder.get()
+        deadline = 0.0
+        while True:
+            try:
+                client.produce(
+                    topic, value, key, headers=cast(_Wire, headers), on_delivery=callback
+                )
+                self._holder.after_produce(client)
+                return future
+            except BufferError:
+                now = time.monotonic()
+                deadline = deadline or now + self._max_block
+                if now >= deadline:
+                    raise QueueFullError(
+                        f"the local producer queue stayed full for {self._max_block:g}s "
+                        f"({len(client)} records waiting); is the cluster reachable?"
+                    ) from None
+                client.flush(0.05)  # bounded wait for room, serving delivery reports
+            except KafkaException as exc:
+                raise _produce_error(exc, topic, len(value or b"")) from exc
+
+    def _check_size(self, topic: str, size: int, headers: list[tuple[str, bytes | None]]) -> None:
+        size += sum(len(k) + len(v or b"") + _HEADER_OVERHEAD for k, v in headers)
+        if size > self._max_bytes:
+            raise RecordTooLargeError(
+                f"record for {topic} is {size} bytes, over the producer limit "
+                f"message.max.bytes={self._max_bytes}"
+            )
+
+
+def _key_bytes(key: Key, event: Event) -> bytes | None:
+    if callable(key):
+        key = key(event)
+    if isinstance(key, str):
+        return key.encode()
+    if key is None or isinstance(key, bytes):
+        return key
+    raise ConfigError(f"key must be bytes, str or a callable returning them, got {type(key)}")
+
+
+def _normalise_headers(headers: HeaderInput) -> list[tuple[str, bytes | None]]:
+    items = headers.items() if isinstance(headers, Mapping) else headers or ()
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
+
+
+def _due_ms(deliver_at: datetime | None, delay: timedelta | None) -> int:
+    if deliver_at is not None and delay is not None:
+        raise ConfigError("pass deliver_at or delay, not both")
+    if delay is not None:
+        if delay < timedelta(0):
+            raise ConfigError(f"delay must not be negative, got {delay}")
+        return int((time.time() + delay.total_seconds()) * 1000)
+    assert deliver_at is not None
+    if deliver_at.tzinfo is None:
+        raise ConfigError("deliver_at must be timezone-aware (for example datetime.now(UTC))")
+    return int(deliver_at.astimezone(UTC).timestamp() * 1000)
+
+
+def _produce_error(exc: KafkaException, topic: str, size: int) -> PipelineError:
+    err = exc.args[0] if exc.args else None
+    if isinstance(err, KafkaError):
+        if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            return RecordTooLargeError(
+                f"record for {topic} ({size} bytes) is too large: {err.str()}"
+            )
+        if err.fatal():
+            return FatalProducerError(f"producing to {topic} failed fatally: {err.str()}")
+        return DeliveryError(f"producing to {topic} failed: {err.str()}")
+    return ProduceError(f"producing to {topic} failed: {exc}")
+
+
+def _call(fn: Callable[[], object], doing: str) -> None:
+    try:
+        fn()
+    except KafkaException as exc:
+        raise ProduceError(f"{doing} failed: {exc.args[0]}") from exc
+
+
+def _commit(client: Any, timeout: float) -> None:
+    """Commit, retrying retriable errors; abort and raise when the transaction is doomed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.commit_transaction(max(0.1, deadline - time.monotonic()))
+            return
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.retriable() and time.monotonic() < deadline:
+                continue
+            if err.txn_requires_abort():
+                client.abort_transaction(timeout)
+            raise ProduceError(f"committing the transaction failed: {err.str()}") from exc
