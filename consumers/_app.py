@@ -1,0 +1,177 @@
+"""The application API: a ``Worker`` and its handlers, registered per event type."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from prometheus_client import CollectorRegistry
+
+from pipeline._errors import ConfigError
+from pipeline._events import Event
+from pipeline._settings import Settings
+
+from ._options import WorkerOptions
+
+if TYPE_CHECKING:
+    from ._runner import Runner
+
+__all__ = ["HandlerSpec", "Worker"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """One registered handler: ``fn(event, ctx)``, or ``fn(events, ctxs)`` for a batch one."""
+
+    model: type[Event] | None
+    fn: Callable[..., Any]
+    is_async: bool
+    tombstones: bool = False
+    batch: bool = False
+
+    @property
+    def event_type(self) -> str:
+        """The subject it handles (metrics label)."""
+        return self.model.subject if self.model is not None else "unknown"
+
+
+class Worker:
+    """A consumer-group worker: register handlers, then ``run()`` (or ``pipeline worker run``).
+
+    ::
+
+        worker = Worker(group="payments", topics=["payments"])
+
+        @worker.handler(PaymentCaptured)
+        def on_payment(event: PaymentCaptured, ctx: Context) -> None:
+            ...
+
+    Nothing connects before ``run()``. The worker also consumes ``<group>.retry``, writes
+    retries through the scheduler and dead letters to ``<group>.dlq``.
+
+    Args:
+        group: the consumer group id.
+        topics: topics to consume.
+        pattern: a regex of topics to consume instead (for example ``"^orders\\..*"``).
+        settings: connection settings (default: read from the environment at ``run()``).
+        options: how the worker runs; keyword overrides may be given instead.
+        registry: where metrics go (default: a fresh registry, exposed as ``registry``).
+    """
+
+    def __init__(
+        self,
+        group: str,
+        topics: Iterable[str] = (),
+        *,
+        pattern: str | None = None,
+        settings: Settings | None = None,
+        options: WorkerOptions | None = None,
+        registry: CollectorRegistry | None = None,
+        **overrides: Any,
+    ) -> None:
+        topics = list(topics)
+        if bool(topics) == bool(pattern):
+            raise ConfigError("give a Worker either topics=[...] or pattern=..., not both")
+        if pattern is not None and not pattern.startswith("^"):
+            raise ConfigError(f"a topic pattern must start with '^', got {pattern!r}")
+        self.group = group
+        self.topics = topics
+        self.pattern = pattern
+        self.settings = settings
+        self.options = dataclasses.replace(options or WorkerOptions(), **overrides)
+        self.registry = registry or CollectorRegistry()
+        self.handlers: dict[str, HandlerSpec] = {}
+        self.tombstone_handlers: dict[str | None, HandlerSpec] = {}
+        self.fallback_handler: HandlerSpec | None = None
+        self._runner: Runner | None = None
+        self._stop = threading.Event()
+
+    @property
+    def retry_topic(self) -> str:
+        """Where retries of this group go (``<group>.retry`` by default)."""
+        return self.options.retry_topic or f"{self.group}.retry"
+
+    @property
+    def dlq_topic(self) -> str:
+        """Where dead letters of this group go (``<group>.dlq`` by default)."""
+        return self.options.dlq_topic or f"{self.group}.dlq"
+
+    def configure(self, **overrides: Any) -> None:
+        """Replace some options (used by the CLI for ``--concurrency`` and friends)."""
+        self.options = dataclasses.replace(self.options, **overrides)
+
+    # -- registration -------------------------------------------------------------------------
+
+    def handler(self, model: type[Event], *, tombstones: bool = False) -> Callable[[F], F]:
+        """Register ``fn(event, ctx)`` (sync or async) for events of ``model``'s subject.
+
+        With ``tombstones=True`` the handler also receives tombstones (``event=None``) of
+        ``model.topic`` (or of any topic when ``model.topic`` is None).
+        """
+        return self._register(model, tombstones=tombstones, batch=False)
+
+    def batch_handler(self, model: type[Event]) -> Callable[[F], F]:
+        """Register ``fn(events, ctxs)`` for ``model``: records of one partition arrive together.
+
+        The handler takes lists and may be called with several records at once; today every
+        call carries one record (grouping is not implemented yet), so code written for it keeps
+        working when it is.
+        """
+        return self._register(model, tombstones=False, batch=True)
+
+    def fallback(self, fn: F) -> F:
+        """Register ``fn(record: RawRecord, ctx)`` for event types without a handler.
+
+        Without one, such records are dead-lettered with error type ``unknown_event_type``.
+        """
+        self.fallback_handler = HandlerSpec(None, fn, inspect.iscoroutinefunction(fn))
+        return fn
+
+    def _register(self, model: type[Event], *, tombstones: bool, batch: bool) -> Callable[[F], F]:
+        if not (isinstance(model, type) and issubclass(model, Event)):
+            raise ConfigError(f"handlers are registered for Event classes, got {model!r}")
+
+        def decorate(fn: F) -> F:
+            if model.subject in self.handlers:
+                raise ConfigError(f"{model.subject} already has a handler")
+            spec = HandlerSpec(model, fn, inspect.iscoroutinefunction(fn), tombstones, batch)
+            self.handlers[model.subject] = spec
+            if tombstones:
+                self.tombstone_handlers[model.topic] = spec
+            return fn
+
+        return decorate
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Connect, consume until :meth:`stop`, drain, commit and leave the group.
+
+        Raises:
+            ConsumeError: the consumer failed in a way the worker cannot recover from.
+        """
+        from ._runner import Runner
+
+        if not self.handlers and self.fallback_handler is None:
+            raise ConfigError(f"worker {self.group} has no handlers")
+        runner = Runner(self, self._stop)
+        self._runner = runner
+        runner.run()
+
+    def stop(self) -> None:
+        """Ask a running worker to shut down gracefully (safe from signal handlers)."""
+        self._stop.set()
+
+    def healthy(self) -> bool:
+        """Whether the poll loop is alive (``/healthz``)."""
+        return self._runner is not None and self._runner.healthy()
+
+    def ready(self) -> bool:
+        """Whether the worker joined its group and has partitions (``/readyz``)."""
+        return self._runner is not None and self._runner.ready()

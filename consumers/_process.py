@@ -1,0 +1,257 @@
+"""Handling one record on a worker thread: decode, call the handler, retry or dead-letter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pipeline._codec import Codec
+from pipeline._errors import DecodeError
+from pipeline._headers import CE_ID, EXPIRES_AT, ORIGINAL_TOPIC, get_header
+
+from ._app import HandlerSpec, Worker
+from ._context import Context, RawRecord
+from ._dead_letter import (
+    CopyWriter,
+    WriteJob,
+    dead_letter_headers,
+    error_type_of,
+    retry_headers,
+    trace_of,
+)
+from ._dedup import DedupWindow
+from ._metrics import WorkerMetrics
+from ._signals import DeadLetter, RetryLater, Skip
+from ._work import Work, attempt_of
+
+__all__ = ["Processor", "expired"]
+
+_LOG = logging.getLogger("consumers")
+Finish = Callable[[Work, bool], None]
+
+
+def expired(raw: bytes | None, now_ms: int) -> bool:
+    """Whether a ``pipeline-expires-at`` value (epoch ms or ISO-8601) has passed."""
+    if raw is None:
+        return False
+    text = raw.decode("ascii", "replace").strip()
+    try:
+        at = int(text) if text.isdigit() else int(datetime.fromisoformat(text).timestamp() * 1000)
+    except ValueError:
+        return False
+    return at <= now_ms
+
+
+class Processor:
+    """The function the keyed executor runs for each record (the worker's error boundary)."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        codec: Codec,
+        producer: Any,
+        writer: CopyWriter,
+        metrics: WorkerMetrics,
+        finish: Finish,
+        stopping: threading.Event,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        self._worker = worker
+        self._group = worker.group
+        self._policy = worker.options.retry
+        self._codec = codec
+        self._producer = producer
+        self._writer = writer
+        self._metrics = metrics
+        self._finish = finish
+        self._stopping = stopping
+        self._loop = loop
+        self._retry_topic = worker.retry_topic
+        self._dlq_topic = worker.dlq_topic
+        self.dedup: dict[object, DedupWindow] = {}
+        self.on_error: Callable[[BaseException], None] = lambda exc: None
+
+    def __call__(self, work: Work) -> None:
+        if work.part.revoked:
+            self._finish(work, True)
+            return
+        try:
+            self._process(work)
+        except Exception as exc:  # a bug or a broken producer: stop the worker, lose nothing
+            _LOG.exception("%s: processing failed unexpectedly", work.where)
+            self._finish(work, True)
+            self.on_error(exc)
+
+    def _context(self, work: Work, attempt: int) -> Context:
+        msg = work.msg
+        return Context(
+            msg.key(),
+            work.headers,
+            work.part.topic,
+            work.part.partition,
+            work.offset,
+            msg.timestamp()[1],
+            attempt,
+            self._group,
+            self._producer,
+        )
+
+    def _process(self, work: Work) -> None:
+        headers = work.headers
+        attempt = attempt_of(headers)
+        topic = work.part.topic
+        if expired(get_header(headers, EXPIRES_AT), time.time_ns() // 1_000_000):
+            self._dead_letter(work, "expired", "the event expired", "", attempt, "expired", "-")
+            return
+        value = work.msg.value()
+        if value is None:
+            self._tombstone(work, attempt)
+            return
+        window = self.dedup.get(work.part) if self.dedup else None
+        event_id = get_header(headers, CE_ID) if window is not None else None
+        if window is not None and event_id is not None and window.seen(event_id):
+            self._metrics.outcome(topic, "unknown", "duplicate")
+            self._finish(work, False)
+            return
+        try:
+            subject = self._codec.subject_of(value)
+            spec = self._worker.handlers.get(subject)
+            event = None if spec is None else self._codec.decode(value, spec.model)
+        except DecodeError as exc:
+            self._dead_letter(work, "undecodable", str(exc), trace_of(exc), attempt)
+            return
+        if spec is None:
+            self._unknown(work, subject, attempt)
+            return
+        if self._invoke(work, spec, event, attempt) and event_id and window is not None:
+            window.add(event_id)
+
+    def _tombstone(self, work: Work, attempt: int) -> None:
+        topic = work.part.topic
+        if topic == self._retry_topic:
+            origin = get_header(work.headers, ORIGINAL_TOPIC)
+            topic = origin.decode() if origin else topic
+        tombstones = self._worker.tombstone_handlers
+        spec = tombstones.get(topic) or tombstones.get(None)
+        if spec is None:
+            self._metrics.outcome(work.part.topic, "tombstone", "skipped")
+            self._finish(work, False)
+            return
+        self._invoke(work, spec, None, attempt)
+
+    def _unknown(self, work: Work, subject: str, attempt: int) -> None:
+        spec = self._worker.fallback_handler
+        if spec is None:
+            message = f"no handler for event type {subject}"
+            self._dead_letter(work, "unknown_event_type", message, "", attempt, label=subject)
+            return
+        msg = work.msg
+        raw = RawRecord(
+            work.part.topic,
+            work.part.partition,
+            work.offset,
+            msg.key(),
+            msg.value(),
+            work.headers,
+            msg.timestamp()[1],
+        )
+        self._invoke(work, spec, raw, attempt)
+
+    def _call(self, spec: HandlerSpec, arg: Any, ctx: Context) -> None:
+        if spec.batch:  # batches of one for now: same contract, no grouping yet
+            call: Any = spec.fn([arg], [ctx])
+        else:
+            call = spec.fn(arg, ctx)
+        if not spec.is_async:
+            return
+        if self._loop is None:  # pragma: no cover - the runner starts a loop for async handlers
+            raise RuntimeError("no event loop for async handlers")
+        asyncio.run_coroutine_threadsafe(call, self._loop).result()
+
+    def _invoke(self, work: Work, spec: HandlerSpec, arg: Any, attempt: int) -> bool:
+        """Run the handler with in-place attempts; True when it succeeded."""
+        topic, label = work.part.topic, spec.event_type
+        while True:
+            ctx = self._context(work, attempt)
+            start = time.perf_counter()
+            try:
+                self._call(spec, arg, ctx)
+            except Skip:
+                self._metrics.outcome(topic, label, "skipped")
+                self._finish(work, False)
+                return False
+            except RetryLater as signal:
+                self._retry_later(work, attempt, signal.delay, label)
+                return False
+            except DeadLetter as signal:
+                self._dead_letter(work, "dead_letter", signal.reason, "", attempt, label=label)
+                return False
+            except Exception as exc:
+                if self._again_in_place(work, exc, attempt, label):
+                    attempt += 1
+                    continue
+                return False
+            finally:
+                self._metrics.handled(topic, label, time.perf_counter() - start)
+            self._metrics.outcome(topic, label, "ok")
+            self._finish(work, False)
+            return True
+
+    def _again_in_place(self, work: Work, exc: Exception, attempt: int, label: str) -> bool:
+        """Decide after a failure: True to retry in place now; else the record is handed off."""
+        policy = self._policy
+        if not policy.retryable(exc) or policy.exhausted(attempt):
+            _LOG.warning("%s: attempt %d failed, dead-lettering: %r", work.where, attempt, exc)
+            self._dead_letter(
+                work, error_type_of(exc), str(exc), trace_of(exc), attempt, label=label
+            )
+            return False
+        delay = policy.backoff.delay(attempt)
+        if policy.in_place(attempt):
+            _LOG.info("%s: attempt %d failed (%r); again in %.2fs", work.where, attempt, exc, delay)
+            if self._stopping.wait(delay):
+                self._finish(work, True)  # shutting down: not committed, redelivered later
+                return False
+            return True
+        _LOG.info("%s: attempt %d failed (%r); retry in %.2fs", work.where, attempt, exc, delay)
+        self._retry(work, attempt + 1, delay, label)
+        return False
+
+    def _retry_later(self, work: Work, attempt: int, delay: float, label: str) -> None:
+        if self._policy.exhausted(attempt):
+            message = f"still asked to retry later after {attempt} attempt(s)"
+            self._dead_letter(work, "retry_later", message, "", attempt, label=label)
+        else:
+            self._retry(work, attempt + 1, delay, label)
+
+    def _retry(self, work: Work, next_attempt: int, delay: float, label: str) -> None:
+        def done() -> None:
+            self._metrics.outcome(work.part.topic, label, "retried")
+            self._finish(work, False)
+
+        headers = retry_headers(work, next_attempt)
+        self._writer.write(WriteJob(work, self._retry_topic, headers, delay, done))
+
+    def _dead_letter(
+        self,
+        work: Work,
+        error_type: str,
+        message: str,
+        trace: str,
+        attempts: int,
+        outcome: str = "dead_lettered",
+        label: str = "unknown",
+    ) -> None:
+        _LOG.warning("%s: dead-lettering (%s): %s", work.where, error_type, message)
+
+        def done() -> None:
+            self._metrics.outcome(work.part.topic, label, outcome)
+            self._finish(work, False)
+
+        headers = dead_letter_headers(work, self._group, error_type, message, trace, attempts)
+        self._writer.write(WriteJob(work, self._dlq_topic, headers, None, done))

@@ -1,0 +1,375 @@
+"""The poll loop: the only thread touching the consumer. It never waits on handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from pipeline._codec import Codec
+from pipeline._errors import ConsumeError, KafkaOperationError
+from pipeline._settings import Settings, load_settings
+from producers import EventProducer
+
+from ._app import Worker
+from ._commits import Committer
+from ._dead_letter import CopyWriter
+from ._dedup import DedupWindow
+from ._keyed import KeyedExecutor
+from ._metrics import WorkerMetrics
+from ._offsets import PartitionState
+from ._process import Processor
+from ._work import Work
+
+__all__ = ["Runner"]
+
+_LOG = logging.getLogger("consumers")
+_HEALTH_STALE_S = 30.0
+
+
+class Runner:
+    """Runs one worker: consume, dispatch per key, track offsets, commit, pause and resume."""
+
+    def __init__(self, worker: Worker, stop: threading.Event) -> None:
+        self.worker = worker
+        self.options = worker.options
+        self._stop = stop
+        self._settings: Settings = worker.settings or load_settings()
+        self.metrics = WorkerMetrics(worker.registry, worker.group)
+        self._parts: dict[tuple[str, int], PartitionState] = {}
+        self._done: deque[tuple[Work, bool]] = deque()
+        self._in_flight = 0
+        self._paused = False
+        self._pause_new = False
+        self._full_since = 0.0
+        self._room = threading.Event()
+        self._heartbeat = 0.0
+        self._assigned = False
+        self._error: BaseException | None = None
+        self._consumer: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- health -------------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """The loop went round recently and nothing fatal happened."""
+        return self._error is None and time.monotonic() - self._heartbeat < _HEALTH_STALE_S
+
+    def ready(self) -> bool:
+        """Joined the group and owns at least one partition."""
+        return self.healthy() and bool(self._parts)
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        worker, options = self.worker, self.options
+        models = [s.model for s in worker.handlers.values() if s.model is not None]
+        codec = Codec.from_settings(self._settings, models)
+        transactional_id = None
+        if options.exactly_once:
+            instance = options.instance_id or f"{worker.group}-{id(self):x}"
+            transactional_id = f"{worker.group}.worker.{instance}"
+        self.producer = EventProducer(
+            self._settings,
+            codec=codec,
+            registry=worker.registry,
+            transactional_id=transactional_id,
+            config={"message.timeout.ms": 30000, **options.producer_config},
+            scheduler_topic=options.scheduler_topic,
+        )
+        self.writer = CopyWriter(
+            self.producer, self.metrics, options.write_backoff, give_up=options.exactly_once
+        )
+        if any(s.is_async for s in [*worker.handlers.values(), worker.fallback_handler] if s):
+            self._loop = loop = asyncio.new_event_loop()
+
+            def serve() -> None:
+                loop.run_forever()
+                loop.close()
+
+            threading.Thread(target=serve, name="worker-asyncio", daemon=True).start()
+        self.processor = Processor(
+            worker,
+            codec,
+            self.producer,
+            self.writer,
+            self.metrics,
+            self._finish,
+            self._stop,
+            self._loop,
+        )
+        self.processor.on_error = self._fail
+        self.executor: KeyedExecutor[Work] = KeyedExecutor(
+            self.processor, options.concurrency, name=f"worker-{worker.group}"
+        )
+        self._consumer = Consumer(self._consumer_config())
+        self.committer = Committer(self._consumer, self.metrics)
+        self.committer.lookup = self._parts.get
+
+    def _consumer_config(self) -> dict[str, Any]:
+        options = self.options
+        extra: dict[str, Any] = {"on_commit": self._on_commit, "error_cb": self._on_error}
+        if options.exactly_once:
+            extra["isolation.level"] = "read_committed"
+        if options.static_membership and options.instance_id:
+            extra["group.instance.id"] = options.instance_id
+        extra.update(options.consumer_config)
+        return self._settings.consumer_config(self.worker.group, **extra)
+
+    def _subscribe(self) -> None:
+        worker = self.worker
+        topics = [worker.pattern] if worker.pattern else list(worker.topics)
+        topics.append(worker.retry_topic)
+        self._consumer.subscribe(
+            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until stopped; then drain, commit and leave the group."""
+        self._build()
+        self._subscribe()
+        _LOG.info("worker %s started (concurrency %d)", self.worker.group, self.options.concurrency)
+        try:
+            if self.options.exactly_once:
+                from ._eos import TransactionalLoop
+
+                TransactionalLoop(self).run()
+            else:
+                while not self._stop.is_set() and self._error is None:
+                    self._tick()
+        finally:
+            self._shutdown()
+        if self._error is not None:
+            raise ConsumeError(f"worker {self.worker.group} failed: {self._error}") from (
+                self._error
+            )
+
+    def _tick(self) -> None:
+        self._heartbeat = now = time.monotonic()
+        options = self.options
+        room = options.max_in_flight - self._in_flight
+        if room <= 0 and not self._paused:
+            # Full: wait for room without consuming, so prefetched records stay queued in
+            # librdkafka. Only a stall longer than pause_after_s pauses the partitions (pausing
+            # drops what was prefetched); the loop then polls again, so the group never waits.
+            self._room.wait(options.poll_timeout_s)
+            self._room.clear()
+            self._full_since = self._full_since or now
+        else:
+            if room > 0:
+                self._full_since = 0.0
+            # Never consume(timeout=0) in a loop: a spinning poll thread hogs the GIL and
+            # starves the handlers. Lanes hand over to the next record of a key by themselves.
+            size = max(1, min(options.batch_size, room))
+            messages = self._consumer.consume(size, options.poll_timeout_s)
+            if messages:
+                self.dispatch(messages)
+        self.drain()
+        self.writer.resend_due()
+        self._backpressure(now)
+        self.committer.maybe_commit(self._parts.values(), options)
+
+    def dispatch(self, messages: list[Message]) -> None:
+        """Hand records to the keyed executor (poll thread)."""
+        parts = self._parts
+        by_partition = self.options.ordering == "partition"
+        batch: list[tuple[Any, Work]] = []
+        for msg in messages:
+            if msg.error() is not None:
+                self._consume_error(msg)
+                continue
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            part = parts.get((topic, partition))  # type: ignore[arg-type]
+            if part is None:  # pragma: no cover - librdkafka delivers only assigned partitions
+                continue
+            part.tracker.add(offset)  # type: ignore[arg-type]
+            part.in_flight += 1
+            key = part if by_partition else msg.key()
+            lane = None if key is None else (part, key)
+            batch.append((lane, Work(part, msg, offset)))  # type: ignore[arg-type]
+        self._in_flight += len(batch)
+        self.executor.submit_many(batch)
+
+    def _finish(self, work: Work, dropped: bool) -> None:
+        """Called from worker and delivery threads: hand the completion to the poll thread."""
+        self._done.append((work, dropped))
+        self._room.set()
+
+    def drain(self) -> int:
+        """Apply completions (poll thread); return how many."""
+        done, parts, count = self._done, self._parts, 0
+        while done:
+            work, dropped = done.popleft()
+            part = work.part
+            part.in_flight -= 1
+            count += 1
+            if not dropped and parts.get((part.topic, part.partition)) is part:
+                part.tracker.complete(work.offset)
+        self._in_flight -= count
+        self.committer.finished(count)
+        self.metrics.in_flight.set(self._in_flight)
+        return count
+
+    def _backpressure(self, now: float) -> None:
+        limit = self.options.max_in_flight
+        consumer = self._consumer
+        stalled = self._full_since and now - self._full_since >= self.options.pause_after_s
+        if not self._paused and self._in_flight >= limit and stalled:
+            self._paused = True
+            self._pause_new = False
+            assignment = consumer.assignment()
+            consumer.pause(assignment)
+            self.metrics.paused.set(len(assignment))
+            _LOG.debug(
+                "paused %d partition(s): %d records in flight", len(assignment), self._in_flight
+            )
+        elif self._paused and self._in_flight <= limit // 2:
+            self._paused = False
+            assignment = consumer.assignment()
+            consumer.resume(assignment)
+            self.metrics.paused.set(0)
+        elif self._paused and self._pause_new:
+            self._pause_new = False
+            assignment = consumer.assignment()
+            consumer.pause(assignment)
+            self.metrics.paused.set(len(assignment))
+
+    def _consume_error(self, msg: Message) -> None:
+        err: KafkaError = msg.error()  # type: ignore[assignment]
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            self._fail(KafkaOperationError(f"fatal consumer error: {err.str()}"))
+        elif err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+            _LOG.warning("consume: %s (is the topic created?)", err.str())
+        else:
+            _LOG.warning("consume: %s", err.str())
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            self._fail(KafkaOperationError(f"fatal consumer error: {err.str()}"))
+        else:
+            _LOG.debug("consumer error (librdkafka retries it): %s", err.str())
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        self.committer.on_commit(err, partitions)
+
+    # -- rebalances ---------------------------------------------------------------------------
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        dedup = self.options.dedup
+        for tp in partitions:
+            part = PartitionState(tp.topic, tp.partition)
+            self._parts[(tp.topic, tp.partition)] = part
+            if dedup is not None:
+                self.processor.dedup[part] = DedupWindow(dedup)
+        self.metrics.assigned.set(len(self._parts))
+        self.metrics.rebalanced("assigned", len(partitions))
+        self._pause_new = self._paused
+        _LOG.info("assigned %s", _names(partitions))
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Let queued work of these partitions finish first: dropping it would leave completed
+        # records above the commit position, and the next owner would handle them again.
+        parts = self._owned(partitions)
+        self.settle(parts, self.options.revoke_timeout_s)
+        self._release(partitions)
+        self.settle(parts, 0.5, warn=False)  # dropped records report back at once
+        if not self.options.exactly_once:
+            self.committer.commit(parts, sync=True)
+        else:
+            self.eos_revoke(parts)
+        self._forget(parts)
+        self.metrics.rebalanced("revoked", len(partitions))
+        _LOG.info("revoked %s", _names(partitions))
+
+    def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        parts = self._release(partitions)
+        self._forget(parts)
+        self.metrics.rebalanced("lost", len(partitions))
+        _LOG.warning("lost %s (not committed; they will be redelivered)", _names(partitions))
+
+    def eos_revoke(self, parts: list[PartitionState]) -> None:
+        """Hook of the exactly-once loop: commit the open transaction before a revoke."""
+
+    def _owned(self, partitions: list[TopicPartition]) -> list[PartitionState]:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        return [self._parts[k] for k in keys if k in self._parts]
+
+    def _release(self, partitions: list[TopicPartition]) -> list[PartitionState]:
+        parts = self._owned(partitions)
+        for part in parts:
+            part.revoked = True  # queued work of these partitions is dropped, not run
+        return parts
+
+    def settle(self, parts: list[PartitionState], timeout: float, *, warn: bool = True) -> None:
+        """Wait up to ``timeout`` for in-flight work of ``parts`` (poll thread, no polling)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.drain()
+            self.writer.resend_due()
+            if not any(p.in_flight for p in parts) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
+        left = sum(p.in_flight for p in parts)
+        if left and warn:
+            _LOG.warning(
+                "%d record(s) still in flight after %.1fs; they will be redelivered", left, timeout
+            )
+
+    def _forget(self, parts: list[PartitionState]) -> None:
+        for part in parts:
+            self._parts.pop((part.topic, part.partition), None)
+            self.processor.dedup.pop(part, None)
+        gone = set(map(id, parts))
+        for job in self.writer.abandon(lambda j: id(j.work.part) not in gone):
+            self._finish(job.work, True)
+        self.metrics.assigned.set(len(self._parts))
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        _LOG.info(
+            "worker %s stopping: draining %d in-flight record(s)",
+            self.worker.group,
+            self._in_flight,
+        )
+        parts = list(self._parts.values())
+        try:
+            if parts and self._error is None:
+                consumer.pause([TopicPartition(p.topic, p.partition) for p in parts])
+                self.settle(parts, self.options.drain_timeout_s)
+                self.final_commit(parts)
+            consumer.close()  # leaves the group; the revoke callback commits nothing new
+        except KafkaException as exc:
+            _LOG.warning("closing the consumer: %s", exc)
+        finally:
+            self._stop.set()
+            self.executor.shutdown(timeout=1.0)
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            try:
+                self.producer.close(timeout=10)
+            except Exception as exc:  # shutdown must finish; the offsets are safe
+                _LOG.warning("closing the producer: %s", exc)
+
+    def final_commit(self, parts: list[PartitionState]) -> None:
+        """Commit what is complete, synchronously (overridden in exactly-once mode)."""
+        if not self.options.exactly_once:
+            self.committer.commit(parts, sync=True)
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

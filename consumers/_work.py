@@ -1,0 +1,46 @@
+"""One unit of work: a consumed record and the partition state it belongs to."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from pipeline._headers import ATTEMPT, Headers, get_header
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message
+
+    from ._offsets import PartitionState
+
+__all__ = ["Work", "attempt_of"]
+
+
+def attempt_of(headers: Headers) -> int:
+    """The attempt number a record carries (1 when it has no valid ``pipeline-attempt``)."""
+    raw = get_header(headers, ATTEMPT)
+    if raw is None:
+        return 1
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        return 1
+
+
+class Work:
+    """A record on its way through the worker; ``part`` identifies the assignment it came from."""
+
+    __slots__ = ("msg", "offset", "part")
+
+    def __init__(self, part: PartitionState, msg: Message, offset: int) -> None:
+        self.part = part
+        self.msg = msg
+        self.offset = offset
+
+    @property
+    def headers(self) -> Headers:
+        """The record headers (an empty list when it has none)."""
+        return cast(Headers, self.msg.headers() or [])
+
+    @property
+    def where(self) -> str:
+        """``topic[partition]@offset``."""
+        return f"{self.part}@{self.offset}"
