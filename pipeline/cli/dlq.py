@@ -1,0 +1,441 @@
+"""``pipeline dlq``: list, show, redrive and purge the dead letters of a consumer group."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from pipeline._admin import admin_client, kafka_error, resolve
+from pipeline._codec import Codec
+from pipeline._dlq import (
+    DeadLetter,
+    DeadLetterFilter,
+    dlq_topic,
+    redrive_group,
+    redrive_headers,
+    retry_topic,
+)
+from pipeline._errors import KafkaOperationError, PipelineError
+from pipeline._replay import TokenBucket
+from pipeline._settings import Settings
+from pipeline._window import (
+    PartitionRange,
+    WindowReader,
+    committed_offsets,
+    resolve_window,
+    topic_partitions,
+    window_consumer,
+)
+
+from ._context import CliContext
+from ._ops import (
+    INTERRUPTED_EXIT,
+    PARTITION_OPTION,
+    compact,
+    decode_value,
+    header_text,
+    progress_bar,
+    text_or_hex,
+)
+from ._output import OUTPUT_OPTION, print_json, print_table
+from ._times import RATE, TIME, format_ms
+
+__all__ = ["dlq"]
+
+GROUP_OPTION = click.option(
+    "--group", "-g", required=True, help="Consumer group whose <group>.dlq this is."
+)
+
+
+def _filters(func: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--since", type=TIME, help="Dead-lettered at or after this time."),
+            click.option("--until", type=TIME, help="Dead-lettered before this time."),
+            click.option("--error-type", help="Error type (qualified or last part)."),
+            click.option("--key", help="Only records with this key."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@click.group()
+def dlq() -> None:
+    """Inspect, redrive and purge a consumer group's dead letters (<group>.dlq)."""
+
+
+def _read(
+    settings: Settings,
+    topic: str,
+    consumer: Consumer,
+    since: int | None,
+    until: int | None,
+    start_offsets: dict[int, int] | None = None,
+    partitions: tuple[int, ...] = (),
+) -> tuple[list[PartitionRange], WindowReader]:
+    selected = topic_partitions(consumer, topic, partitions, settings=settings)
+    ranges = resolve_window(
+        consumer, topic, selected, since_ms=since, until_ms=until, start_offsets=start_offsets
+    )
+    return ranges, WindowReader(consumer, topic, ranges)
+
+
+@dlq.command("list")
+@GROUP_OPTION
+@_filters
+@click.option("--limit", "-n", default=100, show_default=True, type=click.IntRange(min=1))
+@OUTPUT_OPTION
+@click.pass_obj
+def list_(
+    obj: CliContext,
+    group: str,
+    since: int | None,
+    until: int | None,
+    error_type: str | None,
+    key: str | None,
+    limit: int,
+    output: str,
+) -> None:
+    """List dead letters: time, original coordinates, error type and message, attempts."""
+    topic = dlq_topic(group)
+    selector = DeadLetterFilter(
+        since_ms=since, until_ms=until, error_type=error_type, key=_bytes(key)
+    )
+    consumer = window_consumer(obj.settings)
+    found: list[DeadLetter] = []
+    scanned = 0
+    interrupted = False
+    try:
+        _, reader = _read(obj.settings, topic, consumer, since, until)
+        for batch in reader.batches():
+            for msg in batch:
+                scanned += 1
+                record = DeadLetter.from_message(msg)
+                if selector.matches(record) and len(found) < limit:
+                    found.append(record)
+            if len(found) >= limit:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        consumer.close()
+    _print_list(topic, found, output)
+    if interrupted:
+        click.echo(f"interrupted after scanning {scanned} record(s)", err=True)
+        raise click.exceptions.Exit(INTERRUPTED_EXIT)
+
+
+def _print_list(topic: str, found: list[DeadLetter], output: str) -> None:
+    if output == "json":
+        print_json([r.summary() for r in found])
+        return
+    rows = [
+        (
+            f"{r.partition}:{r.offset}",
+            r.failed_at or format_ms(r.timestamp_ms),
+            r.original,
+            text_or_hex(r.key),
+            r.error_type,
+            compact(r.error_message or "", 60),
+            r.attempts,
+        )
+        for r in found
+    ]
+    print_table(
+        f"{topic}: {len(found)} dead letter(s)",
+        ["dlq p:offset", "failed at", "original", "key", "error type", "message", "attempts"],
+        rows,
+    )
+
+
+@dlq.command("show")
+@GROUP_OPTION
+@click.option("--partition", "-p", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--offset", required=True, type=click.IntRange(min=0), help="DLQ record offset.")
+@OUTPUT_OPTION
+@click.pass_obj
+def show(obj: CliContext, group: str, partition: int, offset: int, output: str) -> None:
+    """Show one dead letter: value decoded (Avro as JSON, else hex) and every header."""
+    topic = dlq_topic(group)
+    consumer = window_consumer(obj.settings)
+    try:
+        selected = topic_partitions(consumer, topic, (partition,), settings=obj.settings)
+        ranges = resolve_window(
+            consumer, topic, selected, start_offsets={partition: offset},
+            end_offsets={partition: offset + 1},
+        )  # fmt: skip
+        msgs = [m for batch in WindowReader(consumer, topic, ranges).batches() for m in batch]
+    finally:
+        consumer.close()
+    if not msgs or msgs[0].offset() != offset:
+        r = ranges[0]
+        raise KafkaOperationError(
+            f"no record at {topic}[{partition}]@{offset} (the partition holds {r.low}-{r.high - 1})"
+        )
+    record = DeadLetter.from_message(msgs[0])
+    schema, value, error = decode_value(Codec.from_settings(obj.settings), record.value)
+    detail = {
+        **record.summary(),
+        "timestamp": format_ms(record.timestamp_ms),
+        "schema": schema,
+        "value": value,
+        "decode_error": error,
+        "headers": header_text(record.headers),
+    }
+    if output == "json":
+        print_json(detail)
+        return
+    for name in ("partition", "offset", "timestamp", "original", "key", "error_type", "attempts"):
+        click.echo(f"{name}: {detail[name]}")
+    click.echo(f"schema: {schema or '-'}" + (f" ({error})" if error else ""))
+    click.echo("value:")
+    click.echo(value if isinstance(value, str) or value is None else _pretty(value))
+    print_table("headers", ["name", "value"], detail["headers"])
+
+
+def _pretty(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def _bytes(text: str | None) -> bytes | None:
+    return text.encode() if text is not None else None
+
+
+@dataclass
+class _Redrive:
+    """What one redrive run did."""
+
+    scanned: int = 0
+    matched: int = 0
+    sent: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    done: dict[int, int] = field(default_factory=dict)
+    sample: list[DeadLetter] = field(default_factory=list)
+    interrupted: bool = False
+    committed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_delivery(self, result: object, error: PipelineError | None) -> None:
+        with self.lock:
+            if error is None:
+                self.sent += 1
+            else:
+                self.failed += 1
+                if len(self.errors) < 5:
+                    self.errors.append(str(error))
+
+
+@dlq.command("redrive")
+@GROUP_OPTION
+@_filters
+@PARTITION_OPTION
+@click.option("--rate", type=RATE, default="100/s", show_default=True, help="Records per second.")
+@click.option("--execute", is_flag=True, help="Send; without it, a dry run.")
+@OUTPUT_OPTION
+@click.pass_obj
+def redrive(
+    obj: CliContext,
+    group: str,
+    since: int | None,
+    until: int | None,
+    error_type: str | None,
+    key: str | None,
+    partitions: tuple[int, ...],
+    rate: float,
+    execute: bool,
+    output: str,
+) -> None:
+    """Send dead letters back through <group>.retry, attempts reset; a dry run by default.
+
+    The run starts where the last executed run stopped (tracked by the consumer group
+    <group>.dlq-redrive), so a record is never redriven twice by accident. Records the filters
+    leave out are passed over too: a later run does not offer them again.
+    """
+    settings = obj.settings
+    source, target, tracker = dlq_topic(group), retry_topic(group), redrive_group(group)
+    selector = DeadLetterFilter(
+        since_ms=since, until_ms=until, error_type=error_type, key=_bytes(key)
+    )
+    consumer = window_consumer(settings, tracker)
+    run = _Redrive()
+    try:
+        selected = topic_partitions(consumer, source, partitions, settings=settings)
+        topic_partitions(consumer, target, settings=settings)
+        start = committed_offsets(consumer, source, selected)
+        ranges = resolve_window(consumer, source, selected, start_offsets=start, until_ms=until)
+        total = sum(r.size for r in ranges)
+        with progress_bar(total, f"redrive {source}", output != "json") as advance:
+            _redrive(settings, consumer, source, target, ranges, selector, rate, execute, run,
+                     advance)  # fmt: skip
+        if execute and not run.failed and not run.errors and run.done:
+            _commit(consumer, source, run.done, tracker)
+            run.committed = True
+    finally:
+        consumer.close()
+    _redrive_report(run, source, target, tracker, execute, output)
+    if run.failed or run.errors:
+        raise click.ClickException(
+            f"{run.failed} record(s) were not delivered to {target}; the position was not "
+            "moved: " + "; ".join(run.errors)
+        )
+    if run.interrupted:
+        raise click.exceptions.Exit(INTERRUPTED_EXIT)
+
+
+def _redrive(
+    settings: Settings,
+    consumer: Consumer,
+    source: str,
+    target: str,
+    ranges: list[PartitionRange],
+    selector: DeadLetterFilter,
+    rate: float,
+    execute: bool,
+    run: _Redrive,
+    advance: Any,
+) -> None:
+    from producers import EventProducer
+
+    producer = EventProducer(settings) if execute else None
+    bucket = TokenBucket(rate)
+    try:
+        for batch in WindowReader(consumer, source, ranges).batches():
+            for msg in batch:
+                run.scanned += 1
+                record = DeadLetter.from_message(msg)
+                if selector.matches(record):
+                    run.matched += 1
+                    if len(run.sample) < 20:
+                        run.sample.append(record)
+                    if producer is not None:
+                        bucket.acquire()
+                        producer.send_bytes(
+                            target, record.value, key=record.key,
+                            headers=redrive_headers(record.headers), on_delivery=run.on_delivery,
+                        )  # fmt: skip
+                run.done[record.partition] = record.offset + 1
+            advance(len(batch))
+    except KeyboardInterrupt:
+        run.interrupted = True
+    finally:
+        if producer is not None:
+            try:
+                producer.close(60.0)
+            except PipelineError as exc:
+                run.errors.append(str(exc))
+
+
+def _commit(consumer: Consumer, topic: str, done: dict[int, int], tracker: str) -> None:
+    try:
+        consumer.commit(
+            offsets=[TopicPartition(topic, p, o) for p, o in done.items()], asynchronous=False
+        )
+    except KafkaException as exc:
+        raise kafka_error(exc, f"saving the redrive position in group {tracker}") from exc
+
+
+def _redrive_report(
+    run: _Redrive, source: str, target: str, tracker: str, execute: bool, output: str
+) -> None:
+    if output == "json":
+        print_json(
+            {
+                "dry_run": not execute,
+                "dlq_topic": source,
+                "retry_topic": target,
+                "position_group": tracker,
+                "scanned": run.scanned,
+                "matched": run.matched,
+                "redriven": run.sent,
+                "failed": run.failed,
+                "interrupted": run.interrupted,
+                "position_saved": run.committed,
+                "position": {str(p): o for p, o in sorted(run.done.items())},
+                "records": [r.summary() for r in run.sample],
+                "errors": run.errors,
+            }
+        )
+        return
+    if run.sample:
+        print_table(
+            f"{'redriven' if execute else 'would redrive'} to {target} (first {len(run.sample)})",
+            ["dlq p:offset", "original", "key", "error type", "attempts"],
+            [
+                (f"{r.partition}:{r.offset}", r.original, text_or_hex(r.key), r.error_type,
+                 r.attempts)
+                for r in run.sample
+            ],
+        )  # fmt: skip
+    state = "interrupted: " if run.interrupted else ""
+    if execute:
+        saved = f"; position saved in group {tracker}" if run.committed else ""
+        click.echo(
+            f"{state}scanned {run.scanned}, matched {run.matched}, redriven {run.sent}, "
+            f"failed {run.failed}{saved}"
+        )
+    else:
+        click.echo(
+            f"{state}dry run: scanned {run.scanned}, would redrive {run.matched} to {target}; "
+            "pass --execute to send"
+        )
+
+
+@dlq.command("purge")
+@GROUP_OPTION
+@click.option(
+    "--before-offset",
+    required=True,
+    type=click.IntRange(min=0),
+    help="Delete every record below this offset (it is kept); clamped to the log end.",
+)
+@PARTITION_OPTION
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@OUTPUT_OPTION
+@click.pass_obj
+def purge(
+    obj: CliContext,
+    group: str,
+    before_offset: int,
+    partitions: tuple[int, ...],
+    yes: bool,
+    output: str,
+) -> None:
+    """Delete dead letters below --before-offset for good (asks for confirmation)."""
+    topic = dlq_topic(group)
+    consumer = window_consumer(obj.settings)
+    try:
+        selected = topic_partitions(consumer, topic, partitions, settings=obj.settings)
+        ranges = resolve_window(consumer, topic, selected)
+    finally:
+        consumer.close()
+    plan = {r.partition: (r.low, min(before_offset, r.high)) for r in ranges}
+    doomed = sum(max(0, end - low) for low, end in plan.values())
+    if not yes:
+        click.confirm(
+            f"Delete {doomed} record(s) of {topic} (partitions {sorted(plan)}, offsets below "
+            f"{before_offset})? This cannot be undone",
+            abort=True,
+            err=True,
+        )
+    admin = admin_client(obj.settings)
+    request = [TopicPartition(topic, p, end) for p, (_, end) in plan.items()]
+    try:
+        futures = admin.delete_records(request, request_timeout=30)
+    except KafkaException as exc:
+        raise kafka_error(exc, f"deleting records of {topic}") from exc
+    starts = {
+        tp.partition: int(resolve(f, f"deleting records of {topic}", 35).low_watermark)
+        for tp, f in futures.items()
+    }
+    if output == "json":
+        print_json({"topic": topic, "deleted": doomed, "log_start": starts})
+    else:
+        click.echo(f"deleted {doomed} record(s) of {topic}; log start now {starts}")
