@@ -41,6 +41,18 @@ ENV_PREFIX = "PIPELINE_"
 _PASSTHROUGH = {"KAFKA": "kafka", "PRODUCER": "producer", "CONSUMER": "consumer", "ADMIN": "admin"}
 _SECRET_KEY = re.compile(r"(password|secret|\.pem$|token|credentials)", re.IGNORECASE)
 LIBRDKAFKA_LOGGER = logging.getLogger("pipeline.librdkafka")
+# Options of the service commands (`pipeline scheduler run`, `pipeline worker run`) that click
+# reads from the environment; they are not connection settings, but they are not typos either.
+SERVICE_VARIABLES = frozenset(
+    {
+        "PIPELINE_SCHEDULER_TOPIC",
+        "PIPELINE_SCHEDULER_TIERS",
+        "PIPELINE_SCHEDULER_DLQ_TOPIC",
+        "PIPELINE_SCHEDULER_GROUP",
+        "PIPELINE_SCHEDULER_INSTANCE_ID",
+        "PIPELINE_WORKER_INSTANCE_ID",
+    }
+)
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -214,7 +226,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     fields = {name.upper() for name in Settings.model_fields}
     out: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in SERVICE_VARIABLES:
             continue
         rest = name[len(ENV_PREFIX) :]
         head, sep, tail = rest.partition("__")

@@ -140,3 +140,12 @@ def test_settings_are_frozen(clean_env: pytest.MonkeyPatch) -> None:
     s = Settings()
     with pytest.raises(Exception, match="frozen"):
         s.client_id = "x"  # type: ignore[misc]
+
+
+def test_service_command_variables_are_not_typos(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("PIPELINE_SCHEDULER_TIERS", "1s,10s")
+    clean_env.setenv("PIPELINE_WORKER_INSTANCE_ID", "w-1")
+    assert load_settings().bootstrap_servers == "localhost:9092"
+    clean_env.setenv("PIPELINE_SCHEDULER_TIER", "1s")
+    with pytest.raises(ConfigError, match="PIPELINE_SCHEDULER_TIER"):
+        load_settings()
