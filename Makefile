@@ -40,7 +40,7 @@ test-all: lint typecheck prometheus-tools
 	$(WITH_KAFKA) -- $(BIN)/pytest $(PYTEST_ARGS)
 
 demo: install
-	$(WITH_KAFKA) $(ARGS) -- bash -c '$(BIN)/pipeline topics apply examples/topics.toml && $(BIN)/pipeline doctor'
+	$(WITH_KAFKA) $(if $(filter --keep-running,$(ARGS)),--keep-running) -- $(BIN)/python -m pipeline.demo $(ARGS)
 
 kafka-up:
 	scripts/kafka-local up

@@ -6,14 +6,15 @@
 Every ``--poison-every``-th order is a poison order (customer ``poison-<n>``) that the example
 payments worker always fails, so it ends in ``payments.dlq``. Every ``--reminder-every``-th
 order also schedules a ``ReminderDue`` a few seconds ahead through the scheduler. It stops after
-``--duration`` seconds or on SIGINT/SIGTERM, flushes, and prints a one-line JSON report (also
-written to ``--report``): what it sent, and how many sends failed.
+``--duration`` seconds (0: never) or on SIGINT/SIGTERM, flushes, and prints a one-line JSON
+report (also written to ``--report``): what it sent, and how many sends failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import threading
@@ -121,8 +122,10 @@ def run(args: argparse.Namespace, stop: threading.Event) -> Report:
     report = Report(run_id=uuid4().hex[:12], started_at_ms=int(time.time() * 1000))
     interval = 1.0 / args.rate
     started = time.monotonic()
-    deadline = started + args.duration
-    with EventProducer(source="demo/order-service") as producer:
+    deadline = started + args.duration if args.duration > 0 else math.inf
+    with EventProducer(
+        source="demo/order-service", scheduler_topic=names.scheduler_topic
+    ) as producer:
         seq = 0
         while not stop.is_set():
             due = started + seq * interval
@@ -159,7 +162,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m producers.examples.order_service", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--rate", type=float, default=20.0, help="orders per second")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds to run")
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="seconds to run (0: until stopped)"
+    )
     parser.add_argument("--poison-every", type=int, default=50, help="0 disables poison orders")
     parser.add_argument("--reminder-every", type=int, default=5, help="0 disables reminders")
     parser.add_argument(
@@ -173,8 +178,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run, print the report; exit 1 if a send failed."""
     args = _parser().parse_args(argv)
-    if args.rate <= 0 or args.duration < 0:
-        print("--rate must be > 0 and --duration >= 0", file=sys.stderr)
+    if args.rate <= 0:
+        print("--rate must be > 0", file=sys.stderr)
         return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
