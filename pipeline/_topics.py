@@ -17,6 +17,7 @@ is reported as drift, and the operator decides.
 from __future__ import annotations
 
 import re
+import time
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -167,6 +168,8 @@ def ensure_topics(
                     continue
                 raise TopicError(str(exc)) from exc
             report.created.append(name)
+    if report.created and not dry_run:
+        _wait_usable(admin, settings, report.created, timeout)
     for spec in existing:
         drift = _partition_drift(spec, len(live[spec.name].partitions)) if spec.name in live else []
         drift += _config_drift(admin, spec, timeout)
@@ -176,6 +179,28 @@ def ensure_topics(
     report.created.sort()
     report.unchanged.sort()
     return report
+
+
+def _wait_usable(admin: AdminClient, settings: Settings, names: list[str], timeout: float) -> None:
+    """Return once every created topic has a leader for each partition (bounded by timeout).
+
+    Creation is asynchronous in Kafka: a client that subscribes before the metadata has spread
+    may see "topic not available" and only notice the topic at its next metadata refresh
+    (minutes later), silently stalling whatever goes through it.
+    """
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending:
+        topics = cluster_metadata(admin, settings, timeout).topics
+        for name in list(pending):
+            meta = topics.get(name)
+            parts = meta.partitions.values() if meta is not None and meta.error is None else ()
+            if parts and all(p.leader >= 0 and p.error is None for p in parts):
+                pending.discard(name)
+        if pending and time.monotonic() > deadline:
+            raise TopicError(f"topic(s) {sorted(pending)} created but not ready after {timeout}s")
+        if pending:
+            time.sleep(0.1)  # polling the metadata until the condition holds, bounded above
 
 
 def _partition_drift(spec: TopicSpec, actual: int) -> list[Drift]:
