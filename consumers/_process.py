@@ -8,11 +8,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pipeline._codec import Codec
 from pipeline._errors import DecodeError
-from pipeline._headers import CE_ID, EXPIRES_AT, ORIGINAL_TOPIC, get_header
+from pipeline._headers import CE_ID, EXPIRES_AT, ORIGINAL_TOPIC, Headers, get_header
 
 from ._app import HandlerSpec, Worker
 from ._context import Context, RawRecord
@@ -74,6 +74,7 @@ class Processor:
         self._retry_topic = worker.retry_topic
         self._dlq_topic = worker.dlq_topic
         self.dedup: dict[object, DedupWindow] = {}
+        self._subjects: dict[bytes, tuple[str, HandlerSpec | None]] = {}
         self.on_error: Callable[[BaseException], None] = lambda exc: None
 
     def __call__(self, work: Work) -> None:
@@ -87,13 +88,14 @@ class Processor:
             self._finish(work, True)
             self.on_error(exc)
 
-    def _context(self, work: Work, attempt: int) -> Context:
+    def _context(self, work: Work, attempt: int, headers: Headers | None = None) -> Context:
         msg = work.msg
+        part = work.part
         return Context(
             msg.key(),
-            work.headers,
-            work.part.topic,
-            work.part.partition,
+            work.headers if headers is None else headers,
+            part.topic,
+            part.partition,
             work.offset,
             msg.timestamp()[1],
             attempt,
@@ -101,26 +103,40 @@ class Processor:
             self._producer,
         )
 
+    def _spec_of(self, value: bytes) -> tuple[str, HandlerSpec | None]:
+        """The subject and handler of a record value (cached per schema fingerprint)."""
+        prefix = value[:10]
+        known = self._subjects.get(prefix)
+        if known is not None:
+            return known
+        subject = self._codec.subject_of(value)  # raises DecodeError for a bad header
+        known = (subject, self._worker.handlers.get(subject))
+        if len(self._subjects) < 1024:  # fingerprints of the catalog: a handful
+            self._subjects[prefix] = known
+        return known
+
     def _process(self, work: Work) -> None:
-        headers = work.headers
-        attempt = attempt_of(headers)
-        topic = work.part.topic
-        if expired(get_header(headers, EXPIRES_AT), time.time_ns() // 1_000_000):
-            self._dead_letter(work, "expired", "the event expired", "", attempt, "expired", "-")
-            return
-        value = work.msg.value()
+        msg = work.msg
+        headers = cast(Headers, msg.headers() or [])
+        if headers:
+            attempt = attempt_of(headers)
+            if expired(get_header(headers, EXPIRES_AT), time.time_ns() // 1_000_000):
+                self._dead_letter(work, "expired", "the event expired", "", attempt, "expired", "-")
+                return
+        else:
+            attempt = 1
+        value = msg.value()
         if value is None:
             self._tombstone(work, attempt)
             return
         window = self.dedup.get(work.part) if self.dedup else None
         event_id = get_header(headers, CE_ID) if window is not None else None
         if window is not None and event_id is not None and window.seen(event_id):
-            self._metrics.outcome(topic, "unknown", "duplicate")
+            self._metrics.outcome(work.part.topic, "unknown", "duplicate")
             self._finish(work, False)
             return
         try:
-            subject = self._codec.subject_of(value)
-            spec = self._worker.handlers.get(subject)
+            subject, spec = self._spec_of(value)
             event = None if spec is None else self._codec.decode(value, spec.model)
         except DecodeError as exc:
             self._dead_letter(work, "undecodable", str(exc), trace_of(exc), attempt)
@@ -128,7 +144,7 @@ class Processor:
         if spec is None:
             self._unknown(work, subject, attempt)
             return
-        if self._invoke(work, spec, event, attempt) and event_id and window is not None:
+        if self._invoke(work, spec, event, attempt, headers) and event_id and window is not None:
             window.add(event_id)
 
     def _tombstone(self, work: Work, attempt: int) -> None:
@@ -173,11 +189,18 @@ class Processor:
             raise RuntimeError("no event loop for async handlers")
         asyncio.run_coroutine_threadsafe(call, self._loop).result()
 
-    def _invoke(self, work: Work, spec: HandlerSpec, arg: Any, attempt: int) -> bool:
+    def _invoke(
+        self,
+        work: Work,
+        spec: HandlerSpec,
+        arg: Any,
+        attempt: int,
+        headers: Headers | None = None,
+    ) -> bool:
         """Run the handler with in-place attempts; True when it succeeded."""
         topic, label = work.part.topic, spec.event_type
         while True:
-            ctx = self._context(work, attempt)
+            ctx = self._context(work, attempt, headers)
             start = time.perf_counter()
             try:
                 self._call(spec, arg, ctx)

@@ -181,26 +181,32 @@ class Runner:
         parts = self._parts
         by_partition = self.options.ordering == "partition"
         batch: list[tuple[Any, Work]] = []
+        append = batch.append
+        where: Any = None
+        part: PartitionState | None = None
         for msg in messages:
             if msg.error() is not None:
                 self._consume_error(msg)
                 continue
-            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            part = parts.get((topic, partition))  # type: ignore[arg-type]
+            here: Any = (msg.topic(), msg.partition())
+            if here != where:  # a batch holds runs of one partition: look it up once a run
+                where, part = here, parts.get(here)
             if part is None:  # pragma: no cover - librdkafka delivers only assigned partitions
                 continue
-            part.tracker.add(offset)  # type: ignore[arg-type]
+            offset: int = msg.offset()  # type: ignore[assignment]
+            part.tracker.add(offset)
             part.in_flight += 1
             key = part if by_partition else msg.key()
-            lane = None if key is None else (part, key)
-            batch.append((lane, Work(part, msg, offset)))  # type: ignore[arg-type]
+            append((None if key is None else (part, key), Work(part, msg, offset)))
         self._in_flight += len(batch)
         self.executor.submit_many(batch)
 
     def _finish(self, work: Work, dropped: bool) -> None:
         """Called from worker and delivery threads: hand the completion to the poll thread."""
         self._done.append((work, dropped))
-        self._room.set()
+        room = self._room
+        if not room.is_set():  # the poll thread clears it before draining: no lost wake-up
+            room.set()
 
     def drain(self) -> int:
         """Apply completions (poll thread); return how many."""
@@ -213,6 +219,7 @@ class Runner:
             if not dropped and parts.get((part.topic, part.partition)) is part:
                 part.tracker.complete(work.offset)
         self._in_flight -= count
+        self.executor.poke()
         self.committer.finished(count)
         self.metrics.in_flight.set(self._in_flight)
         return count
