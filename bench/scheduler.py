@@ -27,6 +27,8 @@ from pipeline._scheduler_topics import ensure_scheduler_topics, scheduler_topics
 from pipeline._settings import Settings
 
 TIERS = ",".join(DEFAULT_TIERS)
+# Where the scheduler subprocess imports ``pipeline`` from (another checkout, for A/B runs).
+_ROOT: str | None = os.environ.get("BENCH_SCHEDULER_ROOT") or None
 
 
 def _now_ms() -> int:
@@ -64,7 +66,10 @@ class Bed:
                "--dlq-topic", self.config.dlq_topic, "--group", self.config.group,
                "--no-create-topics", "--metrics-host", "127.0.0.1",
                "--metrics-port", str(self.port)]  # fmt: skip
-        self.proc = subprocess.Popen(cmd)
+        env = None
+        if _ROOT:
+            env = {**os.environ, "PYTHONPATH": _ROOT}
+        self.proc = subprocess.Popen(cmd, cwd=_ROOT, env=env)
         self.wait(lambda: self.metric("pipeline_scheduler_held") is not None, 60)
 
     def metric(self, name: str) -> float | None:
@@ -247,6 +252,11 @@ def throughput(servers: str, count: int) -> dict[str, float]:
     return {"scheduler": sched, "raw": raw, "ratio": sched / raw}
 
 
+def _set_root(root: str | None) -> None:
+    global _ROOT
+    _ROOT = root or None
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench scheduler")
     default_servers = os.environ.get("PIPELINE_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -257,19 +267,35 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pending-small", type=int, default=10_000)
     parser.add_argument("--pending-large", type=int, default=1_000_000)
     parser.add_argument("--throughput-records", type=int, default=100_000)
+    parser.add_argument(
+        "--parts", default="cab", help="which measurements to run, any of a, b and c"
+    )
+    parser.add_argument(
+        "--scheduler-root",
+        default=_ROOT,
+        help="run the scheduler from this checkout (PYTHONPATH), for A/B comparisons",
+    )
     args = parser.parse_args(argv)
+    _set_root(args.scheduler_root)
     servers = args.bootstrap_servers
-    print(f"(c) throughput, {args.throughput_records} due records", flush=True)
-    thr = throughput(servers, args.throughput_records)
-    print(f"  scheduler {thr['scheduler']:.0f}/s, raw copy {thr['raw']:.0f}/s, "
-          f"ratio {thr['ratio']:.2f}", flush=True)  # fmt: skip
-    print(f"(a) lateness, {args.lateness_records} records at {args.rate:.0f}/s", flush=True)
-    late = lateness(servers, args.lateness_records, args.rate, args.max_delay)
-    print(f"  p50 {late['p50']:.3f}s p99 {late['p99']:.3f}s max {late['max']:.3f}s "
-          f"early {late['early']} missing {late['missing']}", flush=True)  # fmt: skip
-    print(f"(b) rss, {args.pending_small} vs {args.pending_large} pending", flush=True)
-    mem = rss(servers, args.pending_small, args.pending_large)
-    print(f"  growth {mem['growth_mb']:.1f} MB", flush=True)
+    nan = float("nan")
+    thr = {"scheduler": nan, "raw": nan, "ratio": nan}
+    late = {"p50": nan, "p99": nan, "max": nan, "early": 0, "missing": 0}
+    mem = {"growth_mb": nan}
+    if "c" in args.parts:
+        print(f"(c) throughput, {args.throughput_records} due records", flush=True)
+        thr = throughput(servers, args.throughput_records)
+        print(f"  scheduler {thr['scheduler']:.0f}/s, raw copy {thr['raw']:.0f}/s, "
+              f"ratio {thr['ratio']:.2f}", flush=True)  # fmt: skip
+    if "a" in args.parts:
+        print(f"(a) lateness, {args.lateness_records} records at {args.rate:.0f}/s", flush=True)
+        late = lateness(servers, args.lateness_records, args.rate, args.max_delay)
+        print(f"  p50 {late['p50']:.3f}s p99 {late['p99']:.3f}s max {late['max']:.3f}s "
+              f"early {late['early']} missing {late['missing']}", flush=True)  # fmt: skip
+    if "b" in args.parts:
+        print(f"(b) rss, {args.pending_small} vs {args.pending_large} pending", flush=True)
+        mem = rss(servers, args.pending_small, args.pending_large)
+        print(f"  growth {mem['growth_mb']:.1f} MB", flush=True)
     emit(
         "scheduler",
         thr["ratio"],

@@ -12,7 +12,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from prometheus_client import CollectorRegistry
 
 from ._errors import ConsumeError, DecodeError
-from ._headers import Headers
+from ._headers import (
+    DELIVER_AT,
+    DELIVERED_AT,
+    SCHEDULER_HEADERS,
+    SCHEDULER_SEQ,
+    TARGET_TOPIC,
+    Headers,
+)
 from ._scheduler_commit import CommitMixin
 from ._scheduler_lag import LagProbe
 from ._scheduler_metrics import SchedulerMetrics
@@ -24,7 +31,6 @@ from ._scheduler_state import (
     dead_letter_headers,
     forward_headers,
     hop_headers,
-    record_seq,
 )
 from ._scheduler_topics import TopicExistence, translate
 from ._settings import Settings
@@ -33,6 +39,20 @@ __all__ = ["Scheduler"]
 
 _LOG = logging.getLogger("pipeline.scheduler")
 _MISSING_TOPIC = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
+_PARTITION_EOF = KafkaError._PARTITION_EOF
+# A paused tier partition resumes this long before its last parked record exits, so the next
+# fetch (fetch.wait.max.ms plus a round trip) is back before that record has gone.
+_PREFETCH_MS = 250
+# Client settings for a loop that pauses and resumes tier partitions all the time: a resumed
+# partition must not wait behind a long-polling fetch or a fetch-queue backoff (1 s by default
+# in librdkafka 2.x), and little is prefetched because a pause throws the prefetch away.
+_CONSUMER_TUNING: dict[str, Any] = {
+    "fetch.wait.max.ms": 50,
+    "fetch.queue.backoff.ms": 10,
+    "fetch.error.backoff.ms": 100,
+    "queued.min.messages": 5000,
+    "queued.max.messages.kbytes": 16384,
+}
 
 
 def _headers_of(msg: Message) -> Headers:
@@ -68,6 +88,11 @@ class Scheduler(CommitMixin):
         self._parts: dict[tuple[str, int], PartitionState] = {}
         self._held = HeldRecords()
         self._paused: set[PartitionState] = set()
+        self._parking: set[PartitionState] = set()
+        self._park_limit = max(self._config.batch_size, 1)
+        self._eos = self._config.exactly_once
+        # Raw target-topic header values already validated, and their names.
+        self._targets: dict[bytes, str] = {}
         self._retry: list[Outgoing] = []
         self._partition_counts: dict[str, int] = {}
         self._heartbeat = 0.0
@@ -117,10 +142,11 @@ class Scheduler(CommitMixin):
         cfg = self._config
         # Bounded local queues keep memory flat when a burst of records is hopped at once.
         producer_conf: dict[str, Any] = {"queue.buffering.max.kbytes": 32768}
+        # Passthrough settings (PIPELINE_CONSUMER__*) still win over the tuning.
         consumer_conf: dict[str, Any] = {
-            "queued.max.messages.kbytes": 16384,
-            # A resumed tier partition must not wait behind a long-polling fetch.
-            "fetch.wait.max.ms": 100,
+            k: v
+            for k, v in _CONSUMER_TUNING.items()
+            if k not in self._settings.consumer and k not in self._settings.kafka
         }
         if cfg.exactly_once:
             producer_conf["transactional.id"] = cfg.transactional_id
@@ -183,77 +209,167 @@ class Scheduler(CommitMixin):
     def _tick(self) -> None:
         self._heartbeat = time.monotonic()
         now = _now_ms()
-        self._forward_due(now)
-        self._resume_due(now)
-        self._resend()
+        if self._held.next_due_before(now):
+            self._forward_due(now)
+        if self._parking:
+            self._drain_parked(now)
+        if self._paused:
+            self._resume_due(now)
+        if self._retry:
+            self._resend()
+        self.metrics.flush()
         timeout = self._config.poll_interval_s
         due = self._held.next_due()
         if due is not None:
-            timeout = min(timeout, max(0.0, (due - now) / 1000))
+            timeout = min(timeout, max(0.0, (due - _now_ms()) / 1000))
         try:
             batch = self._consumer.consume(self._config.batch_size, timeout)
         except KafkaException as exc:
             raise translate(exc, "consuming") from exc
-        now = _now_ms()
-        for msg in batch:
-            self._handle(msg, now)
+        if batch:
+            now = _now_ms()
+            self._take(batch, now)
+            if self._parking:
+                self._drain_parked(now)
+                self._pause_parked(now)
+            self.metrics.flush()
         self._producer.poll(0)
         self._maybe_commit()
         if self._lag is not None:
             self._lag.maybe_probe(list(self._parts.values()))
         self.metrics.held(len(self._held))
 
-    def _handle(self, msg: Message, now: int) -> None:
-        err = msg.error()
-        if err is not None:
-            if err.code() != KafkaError._PARTITION_EOF:
-                _LOG.warning("consume error: %s", err.str())
-            return
-        part = self._parts.get((msg.topic() or "", msg.partition() or 0))
-        offset = msg.offset() or 0
-        if part is None or part.paused or offset < part.next_offset:
-            return  # fetched before a pause, seek or revoke: it will be read again
-        if part.already_done(offset):
+    def _take(self, batch: list[Message], now: int) -> None:
+        """Handle one consumed batch: the hot path, one short pass per record."""
+        parts = self._parts
+        max_held = self._config.max_held_per_partition
+        last_topic: str | None = None
+        last_partition: int | None = -1
+        part: PartitionState | None = None
+        for msg in batch:
+            if msg.error() is not None:
+                self._consume_error(msg)
+                continue
+            topic, partition = msg.topic(), msg.partition()
+            if partition != last_partition or topic != last_topic:
+                last_topic, last_partition = topic, partition
+                part = parts.get((topic or "", partition or 0))
+            if part is None:
+                continue
+            offset: int = msg.offset()  # type: ignore[assignment]  # consumed: never None
+            if part.paused or offset < part.next_offset:
+                continue  # fetched before a pause, seek or revoke: it will be read again
+            if offset < part.restore_next and part.already_done(offset):
+                part.next_offset = offset + 1
+                continue
+            tier_ms = part.tier_ms
+            if tier_ms is not None:
+                exit_ms = msg.timestamp()[1] + tier_ms
+                if exit_ms > now or part.parked:
+                    self._park(part, msg, offset, exit_ms)
+                    continue
+            if part.held >= max_held:
+                self._pause(part, offset, None)
+                continue
             part.next_offset = offset + 1
-            return
-        if part.tier_ms is not None:
-            exit_ms = msg.timestamp()[1] + part.tier_ms
-            if exit_ms > now:
-                self._pause(part, offset, exit_ms)
-                return
-        if part.held >= self._config.max_held_per_partition:
+            self._route(part, msg, offset, now)
+
+    def _consume_error(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None and err.code() != _PARTITION_EOF:
+            _LOG.warning("consume error: %s", err.str())
+
+    # -- tier records fetched before they exit -----------------------------------------------
+
+    def _park(self, part: PartitionState, msg: Message, offset: int, exit_ms: int) -> None:
+        """Keep a tier record that is not due to leave yet in memory, in partition order."""
+        if len(part.parked) >= self._park_limit:
             self._pause(part, offset, None)
             return
+        part.parked.append((exit_ms, offset, msg))
+        part.pending.add(offset)
         part.next_offset = offset + 1
-        self._route(part, msg, now)
+        self._parking.add(part)
 
-    def _route(self, part: PartitionState, msg: Message, now: int) -> None:
-        headers = _headers_of(msg)
-        try:
-            target, due = parse_schedule(headers)
-        except DecodeError as exc:
-            self._dead_letter(part, msg, "invalid-schedule", str(exc), now)
-            return
+    def _drain_parked(self, now: int) -> None:
+        """Route the parked tier records whose exit time has come, in partition order."""
+        max_held = self._config.max_held_per_partition
+        for part in list(self._parking):
+            queue = part.parked
+            if not part.alive:
+                queue.clear()
+                self._parking.discard(part)
+                continue
+            while queue and queue[0][0] <= now:
+                if part.held >= max_held:
+                    break  # resumes routing when held records have gone out
+                _, offset, msg = queue.popleft()
+                part.pending.discard(offset)  # _route marks it pending again until done
+                self._route(part, msg, offset, now)
+            if not queue:
+                self._parking.discard(part)
+
+    def _pause_parked(self, now: int) -> None:
+        """Stop fetching a tier partition whose parked records reach well into the future."""
+        for part in self._parking:
+            if part.paused or not part.alive or not part.parked:
+                continue
+            last_exit = part.parked[-1][0]
+            if last_exit > now + _PREFETCH_MS:
+                self._pause(part, part.next_offset, last_exit - _PREFETCH_MS)
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def _route(self, part: PartitionState, msg: Message, offset: int, now: int) -> None:
+        headers: Headers | None = msg.headers()  # type: ignore[assignment]
+        # One C-speed pass over the headers; the last value of a repeated name wins.
+        found = dict(headers) if headers else {}
+        raw_due = found.get(DELIVER_AT)
+        raw_target = found.get(TARGET_TOPIC)
+        target = self._targets.get(raw_target) if raw_target is not None else None
+        if target is None or raw_due is None or len(raw_due) > 16 or not raw_due.isdigit():
+            try:
+                target, due = parse_schedule(headers)
+            except DecodeError as exc:
+                self._dead_letter(part, msg, offset, "invalid-schedule", str(exc), now)
+                return
+            if raw_target is not None and len(self._targets) < 10_000:
+                self._targets[raw_target] = target
+        else:
+            due = int(raw_due)
         assert self._topics is not None
         if part.tier_ms is None and not self._topics.exists(target):
-            self._dead_letter(part, msg, "unknown-target-topic", f"no topic {target}", now)
+            self._dead_letter(part, msg, offset, "unknown-target-topic", f"no topic {target}", now)
             return
-        offset = msg.offset() or 0
-        seq = record_seq(headers, offset)
-        out = Outgoing("forward", target, msg.key(), msg.value(), headers, part, offset)
-        out.due_ms = due
         if due <= now:
-            self._forward_due(now)  # held records due earlier (or equal, entered first) go first
-            self._forward(out)
+            if self._held.next_due_before(now):
+                self._forward_due(
+                    now
+                )  # held records due earlier (or equal, entered first) go first
+            kept = [h for h in headers if h[0] not in SCHEDULER_HEADERS] if headers else []
+            out = Outgoing("forward", target, msg.key(), msg.value(), kept, part, offset)
+            out.due_ms = due
+            self._forward(out, stripped=True)
             return
+        raw_seq = found.get(SCHEDULER_SEQ)
+        seq = int(raw_seq) if raw_seq is not None and raw_seq.isdigit() else offset
         tier_ms = self._config.choose_tier(due - now)
         if tier_ms is None:
+            out = Outgoing("forward", target, msg.key(), msg.value(), headers or [], part, offset)
+            out.due_ms = due
             self._held.push(out, seq)
             return
-        out.kind = "hop"
-        out.topic = self._tier_topic[tier_ms]
-        out.headers = hop_headers(headers, seq)
-        out.partition = part.partition % self._partition_counts[out.topic]
+        if raw_seq is None:
+            hopped = headers or []
+            hopped.append((SCHEDULER_SEQ, str(seq).encode()))
+        elif headers and headers[-1] == (SCHEDULER_SEQ, raw_seq) and raw_seq.isdigit():
+            hopped = headers  # already carries its sequence last: nothing to rewrite
+        else:
+            hopped = hop_headers(headers, seq)
+        topic = self._tier_topic[tier_ms]
+        out = Outgoing("hop", topic, msg.key(), msg.value(), hopped, part, offset)
+        out.due_ms = due
+        out.partition = part.partition % self._partition_counts[topic]
         out.timestamp = now
         self.metrics.hopped(format_duration(tier_ms))
         self._send(out)
@@ -268,9 +384,12 @@ class Scheduler(CommitMixin):
                 continue
             self._forward(out)
 
-    def _forward(self, out: Outgoing) -> None:
+    def _forward(self, out: Outgoing, *, stripped: bool = False) -> None:
         sent = _now_ms()
-        out.headers = forward_headers(out.headers, sent)
+        if stripped:
+            out.headers.append((DELIVERED_AT, str(sent).encode()))
+        else:
+            out.headers = forward_headers(out.headers, sent)
         self.metrics.forwarded((sent - out.due_ms) / 1000)
         self._send(out)
 
@@ -278,11 +397,16 @@ class Scheduler(CommitMixin):
         if not self._paused:
             return
         low = self._config.max_held_per_partition // 2
+        park_low = self._park_limit // 2
         self._paused = {p for p in self._paused if p.alive and p.paused}
         ready = [
             p
             for p in self._paused
-            if (p.held <= low if p.resume_at_ms is None else p.resume_at_ms <= now)
+            if (
+                p.held <= low and len(p.parked) <= park_low
+                if p.resume_at_ms is None
+                else p.resume_at_ms <= now
+            )
         ]
         if ready:
             self._paused.difference_update(ready)
@@ -302,10 +426,10 @@ class Scheduler(CommitMixin):
     # -- writing ------------------------------------------------------------------------------
 
     def _dead_letter(
-        self, part: PartitionState, msg: Message, reason: str, text: str, now: int
+        self, part: PartitionState, msg: Message, offset: int, reason: str, text: str, now: int
     ) -> None:
-        origin = (part.topic, part.partition, msg.offset() or 0)
-        out = Outgoing("forward", "", msg.key(), msg.value(), _headers_of(msg), part, origin[2])
+        origin = (part.topic, part.partition, offset)
+        out = Outgoing("forward", "", msg.key(), msg.value(), _headers_of(msg), part, offset)
         self._send(self._as_dead_letter(out, origin, reason, text, now))
 
     def _as_dead_letter(
@@ -318,23 +442,29 @@ class Scheduler(CommitMixin):
         return out
 
     def _send(self, out: Outgoing) -> None:
-        out.source.pending.add(out.offset)
-        kwargs: dict[str, Any] = {"key": out.key, "value": out.value, "headers": out.headers}
-        if out.partition >= 0:
-            kwargs["partition"] = out.partition
-        if out.timestamp:
-            kwargs["timestamp"] = out.timestamp
-        if not self._config.exactly_once:
-            kwargs["on_delivery"] = self._delivery_callback(out)
+        eos = self._eos
+        if not eos:
+            out.source.pending.add(out.offset)
+        callback = None if eos else self._delivery_callback(out)
+        produce = self._producer.produce
         while True:
             try:
-                self._producer.produce(out.topic, **kwargs)
+                # partition -1 lets the partitioner choose; timestamp 0 means now.
+                produce(
+                    out.topic,
+                    out.value,
+                    out.key,
+                    partition=out.partition,
+                    on_delivery=callback,
+                    timestamp=out.timestamp,
+                    headers=out.headers,
+                )
                 break
             except BufferError:
                 self._producer.poll(0.05)
             except KafkaException as exc:
                 raise translate(exc, f"producing to {out.topic}") from exc
-        if self._config.exactly_once:
+        if eos:
             out.source.pending.discard(out.offset)  # done when the transaction commits
 
     def _delivery_callback(self, out: Outgoing) -> Callable[[Any, Any], None]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._headers import (
     DELIVERED_AT,
@@ -38,8 +40,11 @@ class PartitionState:
     """Progress of one assigned partition of the entry topic or of a tier topic.
 
     ``next_offset`` is one past the last record taken; ``pending`` holds the offsets taken but
-    not done (held in memory or not yet acknowledged). Offsets in ``[committed, restore_next)``
-    and not in ``restore_pending`` were done by a previous owner and are skipped.
+    not done (held in memory, parked or not yet acknowledged). Offsets in
+    ``[committed, restore_next)`` and not in ``restore_pending`` were done by a previous owner
+    and are skipped. ``parked`` holds records of a tier partition that were fetched before they
+    exit their tier, as ``(exit_ms, offset, message)`` in offset (so exit) order: they wait in
+    memory instead of being fetched again after a pause.
     """
 
     topic: str
@@ -55,6 +60,7 @@ class PartitionState:
     resume_at_ms: int | None = None
     last_commit: tuple[int, str] | None = None
     alive: bool = True
+    parked: deque[tuple[int, int, Any]] = field(default_factory=deque)
 
     @classmethod
     def restored(
@@ -122,6 +128,11 @@ class HeldRecords:
         while self._heap and not self._heap[0][3].source.alive:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
+
+    def next_due_before(self, now_ms: int) -> bool:
+        """True when the first entry (possibly of a revoked partition) is due at ``now_ms``."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= now_ms
 
     def pop_due(self, now_ms: int) -> list[Outgoing]:
         """Remove and return every live record due at or before ``now_ms``, in order."""

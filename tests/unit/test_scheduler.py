@@ -217,3 +217,34 @@ def test_http_server_serves_metrics_and_probes():
         assert _get(server.url + "/nope")[0] == 404
     with ServiceHTTPServer(registry, broken, broken) as server:
         assert _get(server.url + "/healthz")[0] == 503
+
+
+def test_batched_metrics_match_a_prometheus_histogram():
+    from prometheus_client import Histogram, generate_latest
+
+    from pipeline._scheduler_metrics import _LATENESS_BUCKETS, SchedulerMetrics
+
+    registry = CollectorRegistry()
+    metrics = SchedulerMetrics(registry)
+    reference = CollectorRegistry()
+    histogram = Histogram(
+        "pipeline_scheduler_lateness_seconds", "x", buckets=_LATENESS_BUCKETS, registry=reference
+    )
+    values = [0.0, -0.5, 0.005, 0.0051, 0.3, 1.0, 59.9, 61.0, 1000.0]
+    for value in values:
+        metrics.forwarded(value)
+        histogram.observe(max(value, 0.0))
+    metrics.hopped("1s")
+    metrics.hopped("1s")
+    assert registry.get_sample_value("pipeline_scheduler_forwarded_total") == 0  # not flushed
+    metrics.flush()
+    metrics.flush()  # nothing new: no change
+
+    def samples(reg: CollectorRegistry) -> list[str]:
+        lines = generate_latest(reg).decode().splitlines()
+        return [ln for ln in lines if ln.startswith("pipeline_scheduler_lateness_seconds_")]
+
+    ours = [ln for ln in samples(registry) if "_created" not in ln]
+    assert ours == [ln for ln in samples(reference) if "_created" not in ln]
+    assert registry.get_sample_value("pipeline_scheduler_forwarded_total") == len(values)
+    assert registry.get_sample_value("pipeline_scheduler_tier_hops_total", {"tier": "1s"}) == 2
