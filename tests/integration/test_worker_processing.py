@@ -99,7 +99,7 @@ def test_backpressure_pauses_then_resumes(
     create_topics(bootstrap_servers, [topic], partitions=2)
     total = produce_reminders(bootstrap_servers, topic, keys=4, per_key=15)
     handled: list[int] = []
-    paused_seen = [0.0]
+    release = threading.Event()
     worker = Worker(
         group=group,
         topics=[topic],
@@ -112,19 +112,18 @@ def test_backpressure_pauses_then_resumes(
 
     @worker.handler(ReminderDue)
     def handle(event: ReminderDue, ctx: Context) -> None:
-        time.sleep(0.03)  # 2 keys at a time: the 10 in-flight slots stay full for a while
+        # Stall until the test has seen the pause: in-flight work is full and nothing finishes.
+        release.wait(timeout=30)
         handled.append(1)
 
     with running(worker) as state:
-
-        def progress() -> bool:
-            paused_seen[0] = max(paused_seen[0], state.sample("pipeline_worker_paused_partitions"))
-            assert state.sample("pipeline_worker_in_flight") <= 10
-            return len(handled) >= total
-
-        wait_until(progress, timeout=60, interval=0.005)
-        assert paused_seen[0] > 0
+        wait_until(lambda: state.sample("pipeline_worker_paused_partitions") > 0, timeout=30)
+        assert state.sample("pipeline_worker_in_flight") <= 10
+        assert handled == []
+        release.set()
+        wait_until(lambda: len(handled) >= total, timeout=60)
         wait_until(lambda: state.sample("pipeline_worker_paused_partitions") == 0, timeout=10)
+        assert state.sample("pipeline_worker_in_flight") == 0
 
 
 def test_handler_slower_than_max_poll_interval_causes_no_rebalance(
