@@ -27,20 +27,31 @@ def _probe(check: Callable[[], bool]) -> bool:
 class ServiceHTTPServer:
     """Serve Prometheus metrics and liveness/readiness probes from a background thread.
 
-    ``GET /metrics`` returns the registry in the text exposition format. ``GET /healthz`` and
-    ``GET /readyz`` answer 200 ``ok`` when their check returns True and 503 otherwise. Nothing
-    listens until ``start()``; ``port=0`` picks a free port (read it back from ``port``).
+    ``GET /metrics`` returns the registry in the text exposition format, or whatever ``render``
+    returns when given (a service that pre-renders its page once per refresh). ``GET /healthz``
+    and ``GET /readyz`` answer 200 ``ok`` when their check returns True and 503 otherwise.
+    Nothing listens until ``start()``; ``port=0`` picks a free port (read it back from ``port``).
     """
 
     def __init__(
         self,
-        registry: CollectorRegistry,
+        registry: CollectorRegistry | None,
         healthy: Callable[[], bool],
         ready: Callable[[], bool],
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        render: Callable[[], bytes] | None = None,
     ) -> None:
-        self._registry = registry
+        if render is None:
+            if registry is None:
+                raise ValueError("ServiceHTTPServer needs a registry or a render function")
+            source = registry
+
+            def render() -> bytes:
+                return generate_latest(source)
+
+        self._render: Callable[[], bytes] = render
         self._healthy = healthy
         self._ready = ready
         self._host = host
@@ -97,7 +108,7 @@ class ServiceHTTPServer:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._send(200, generate_latest(owner._registry), CONTENT_TYPE_LATEST)
+                    self._send(200, owner._render(), CONTENT_TYPE_LATEST)
                 elif path in ("/healthz", "/readyz"):
                     check = owner._healthy if path == "/healthz" else owner._ready
                     ok = _probe(check)

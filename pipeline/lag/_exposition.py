@@ -12,12 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from pipeline._http import ServiceHTTPServer
 
 from ._collector import PREFIX, LagCollector
 from ._model import LagSnapshot
@@ -107,8 +107,9 @@ class LagExposition:
         return self._rendered[1] + generate_latest(self._dynamic)
 
 
-class LagHTTPServer:
-    """``/metrics`` from a :class:`LagExposition`, plus ``/healthz`` and ``/readyz``."""
+class LagHTTPServer(ServiceHTTPServer):
+    """``/metrics`` from a :class:`LagExposition` (pre-rendered once per poll, so a scrape only
+    copies bytes), plus ``/healthz`` and ``/readyz``."""
 
     def __init__(
         self,
@@ -118,63 +119,4 @@ class LagHTTPServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self._exposition, self._healthy, self._ready = exposition, healthy, ready
-        self._address = (host, port)
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def port(self) -> int:
-        """The bound port (the real one once started)."""
-        if self._server is not None:
-            return int(self._server.server_address[1])
-        return self._address[1]
-
-    @property
-    def url(self) -> str:
-        """Base URL, for example ``http://127.0.0.1:9308``."""
-        return f"http://{self._address[0]}:{self.port}"
-
-    def start(self) -> None:
-        """Bind and serve from a daemon thread."""
-        if self._server is None:
-            self._server = ThreadingHTTPServer(self._address, self._handler())
-            self._server.daemon_threads = True
-            threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._send(200, owner._exposition.render(), CONTENT_TYPE_LATEST)
-                elif path in ("/healthz", "/readyz"):
-                    check = owner._healthy if path == "/healthz" else owner._ready
-                    try:
-                        ok = bool(check())
-                    except Exception:  # a broken check answers 503, never kills the server
-                        _LOG.exception("health check raised")
-                        ok = False
-                    self._send(200 if ok else 503, b"ok\n" if ok else b"unavailable\n")
-                else:
-                    self._send(404, b"not found\n")
-
-            def _send(self, status: int, body: bytes, ctype: str = "text/plain") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                _LOG.debug("%s " + format, self.address_string(), *args)
-
-        return Handler
+        super().__init__(None, healthy, ready, host, port, render=exposition.render)
