@@ -16,14 +16,72 @@ from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from ._errors import DeliveryError, FatalProducerError, KafkaOperationError, QueueFullError
+from ._errors import (
+    DeliveryError,
+    FatalProducerError,
+    KafkaOperationError,
+    PipelineError,
+    QueueFullError,
+    RecordTooLargeError,
+)
 from ._settings import Settings
 
-__all__ = ["DeliveryReport", "Forwarder"]
+__all__ = ["DeliveryReport", "Forwarder", "produce_bounded"]
 
 DeliveryReport = Callable[[KafkaError | None, Message], None]
 _Wire = list[tuple[str, str | bytes | None]]
 POLL_EVERY = 256  # serve delivery reports every this many sends
+
+
+def produce_bounded(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | None,
+    on_delivery: DeliveryReport,
+    max_block: float,
+) -> None:
+    """Queue one record, waiting up to ``max_block`` seconds for room in a full local queue.
+
+    The wait serves delivery reports (``poll``), which is what frees room.
+
+    Raises:
+        QueueFullError: the queue stayed full for ``max_block`` seconds.
+        RecordTooLargeError: librdkafka refused the record as too large.
+        FatalProducerError: librdkafka reported a fatal error.
+        DeliveryError: librdkafka refused the record for another reason.
+    """
+    deadline = 0.0
+    while True:
+        try:
+            producer.produce(
+                topic, value, key, headers=cast(_Wire, headers), on_delivery=on_delivery
+            )
+            return
+        except BufferError:
+            now = time.monotonic()
+            deadline = deadline or now + max_block
+            if now >= deadline:
+                raise QueueFullError(
+                    f"the local producer queue stayed full for {max_block:g}s "
+                    f"({len(producer)} records waiting); is the cluster reachable and "
+                    f"{topic} writable?"
+                ) from None
+            producer.poll(0.05)
+        except KafkaException as exc:
+            raise _refused(exc, topic, len(value or b"")) from exc
+
+
+def _refused(exc: KafkaException, topic: str, size: int) -> PipelineError:
+    err = exc.args[0] if exc.args else None
+    if not isinstance(err, KafkaError):
+        return DeliveryError(f"producing to {topic} failed: {exc}")
+    if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+        return RecordTooLargeError(f"record for {topic} ({size} bytes) is too large: {err.str()}")
+    if err.fatal():
+        return FatalProducerError(f"producing to {topic} failed fatally: {err.str()}")
+    return DeliveryError(f"producing to {topic} failed: {err.str()}")
 
 
 class Forwarder:
@@ -73,24 +131,7 @@ class Forwarder:
         if self._fatal is not None:
             raise FatalProducerError(f"the idempotent producer failed: {self._fatal.str()}")
         producer = self._producer
-        deadline = 0.0
-        while True:
-            try:
-                producer.produce(
-                    topic, value, key, headers=cast(_Wire, headers), on_delivery=on_delivery
-                )
-                break
-            except BufferError:
-                now = time.monotonic()
-                deadline = deadline or now + self._max_block
-                if now >= deadline:
-                    raise QueueFullError(
-                        f"the local producer queue stayed full for {self._max_block:g}s "
-                        f"({len(producer)} records waiting); is {topic} writable?"
-                    ) from None
-                producer.poll(0.05)
-            except KafkaException as exc:
-                raise DeliveryError(f"producing to {topic} failed: {exc.args[0]}") from exc
+        produce_bounded(producer, topic, value, key, headers, on_delivery, self._max_block)
         self._sends += 1
         if self._sends % POLL_EVERY == 0:
             producer.poll(0)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
@@ -16,15 +16,12 @@ from prometheus_client import CollectorRegistry
 from pipeline._codec import Codec
 from pipeline._errors import (
     ConfigError,
-    DeliveryError,
-    FatalProducerError,
-    PipelineError,
     ProduceError,
-    QueueFullError,
     RecordTooLargeError,
     UndeliveredRecordsError,
 )
 from pipeline._events import Event
+from pipeline._forward import produce_bounded
 from pipeline._scheduler_records import SchedulerConfig, scheduled_headers
 from pipeline._settings import Settings, load_settings
 
@@ -309,25 +306,9 @@ class EventProducer:
         else:
             callback = self._user_report(on_delivery)
         client = self._holder.get()
-        deadline = 0.0
-        while True:
-            try:
-                client.produce(
-                    topic, value, key, headers=cast(_Wire, headers), on_delivery=callback
-                )
-                self._holder.after_produce(client)
-                return future
-            except BufferError:
-                now = time.monotonic()
-                deadline = deadline or now + self._max_block
-                if now >= deadline:
-                    raise QueueFullError(
-                        f"the local producer queue stayed full for {self._max_block:g}s "
-                        f"({len(client)} records waiting); is the cluster reachable?"
-                    ) from None
-                client.flush(0.05)  # bounded wait for room, serving delivery reports
-            except KafkaException as exc:
-                raise _produce_error(exc, topic, len(value or b"")) from exc
+        produce_bounded(client, topic, value, key, headers, callback, self._max_block)
+        self._holder.after_produce(client)
+        return future
 
     def _check_size(self, topic: str, size: int, headers: list[tuple[str, bytes | None]]) -> None:
         size += sum(len(k) + len(v or b"") + _HEADER_OVERHEAD for k, v in headers)
@@ -364,19 +345,6 @@ def _due_ms(deliver_at: datetime | None, delay: timedelta | None) -> int:
     if deliver_at.tzinfo is None:
         raise ConfigError("deliver_at must be timezone-aware (for example datetime.now(UTC))")
     return int(deliver_at.astimezone(UTC).timestamp() * 1000)
-
-
-def _produce_error(exc: KafkaException, topic: str, size: int) -> PipelineError:
-    err = exc.args[0] if exc.args else None
-    if isinstance(err, KafkaError):
-        if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-            return RecordTooLargeError(
-                f"record for {topic} ({size} bytes) is too large: {err.str()}"
-            )
-        if err.fatal():
-            return FatalProducerError(f"producing to {topic} failed fatally: {err.str()}")
-        return DeliveryError(f"producing to {topic} failed: {err.str()}")
-    return ProduceError(f"producing to {topic} failed: {exc}")
 
 
 def _call(fn: Callable[[], object], doing: str) -> None:
