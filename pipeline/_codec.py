@@ -16,6 +16,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError as _FastavroResolutionError
 from pydantic import BaseModel
 
+from ._avro_reader import Reader, compile_reader
 from ._catalog import Catalog, SchemaVersion
 from ._convert import Binding, bind, diagnose
 from ._errors import (
@@ -91,6 +92,7 @@ class _Plan:
 
     reader_schema: dict[str, Any] | None
     from_datum: Callable[[dict[str, Any]], BaseModel]
+    read: Reader | None  # the generated body reader, when no schema resolution is needed
 
 
 class Codec:
@@ -113,6 +115,7 @@ class Codec:
         self._readers: dict[str, type[Event]] = {}
         self._prefixes: dict[tuple[type[BaseModel], str | None], tuple[bytes, Binding]] = {}
         self._plans: dict[tuple[bytes, type[BaseModel] | None], _Plan] = {}
+        self._body_readers: dict[bytes, Reader | None] = {}
         for model in models:
             self.register(model)
 
@@ -186,11 +189,13 @@ class Codec:
             cached = (self.framing.prefix(binding.schema, topic or event.topic), binding)
             self._prefixes[key] = cached
         prefix, binding = cached
-        buffer = BytesIO()
-        buffer.write(prefix)
         try:
+            if binding.write is not None:
+                return binding.write(binding.to_datum(event), prefix)
+            buffer = BytesIO()
+            buffer.write(prefix)
             schemaless_writer(buffer, binding.schema.parsed, binding.to_datum(event))
-        except Exception as exc:  # fastavro raises ValueError, TypeError, KeyError, ...
+        except Exception as exc:  # ValueError, TypeError, KeyError, AttributeError, ...
             raise diagnose(binding, event, exc) from exc
         return buffer.getvalue()
 
@@ -234,7 +239,7 @@ class Codec:
         plan = self._plans.get((writer.fingerprint, reader))
         if plan is None:
             plan = self._plan(writer, reader, data, where)
-        datum = _read_body(data, offset, writer, plan.reader_schema, where)
+        datum = _read_body(data, offset, writer, plan.reader_schema, where, plan.read)
         try:
             return plan.from_datum(datum)  # type: ignore[return-value]
         except Exception as exc:  # an enum symbol the model lacks, a failing validator, ...
@@ -254,7 +259,7 @@ class Codec:
         """
         where = coordinates or _NO_RECORD
         writer, offset = self.framing.writer(data, where)
-        return writer, _read_body(data, offset, writer, None, where)
+        return writer, _read_body(data, offset, writer, None, where, self._body_reader(writer))
 
     def writer_schema(self, data: bytes) -> SchemaVersion:
         """The writer schema version named by the framing header.
@@ -299,9 +304,17 @@ class Codec:
             )
         binding = self.register(model) if reader is not None else self._bindings[model]
         same = binding.schema.fingerprint == writer.fingerprint
-        plan = _Plan(None if same else binding.schema.parsed, binding.from_datum)
+        if same:
+            plan = _Plan(None, binding.from_datum, self._body_reader(writer))
+        else:
+            plan = _Plan(binding.schema.parsed, binding.from_datum, None)
         self._plans[(writer.fingerprint, reader)] = plan
         return plan
+
+    def _body_reader(self, writer: SchemaVersion) -> Reader | None:
+        if writer.fingerprint not in self._body_readers:
+            self._body_readers[writer.fingerprint] = compile_reader(writer.parsed, writer.named)
+        return self._body_readers[writer.fingerprint]
 
 
 def _read_body(
@@ -310,7 +323,10 @@ def _read_body(
     writer: SchemaVersion,
     reader_schema: dict[str, Any] | None,
     where: RecordCoordinates,
+    fast: Reader | None,
 ) -> dict[str, Any]:
+    if fast is not None:
+        return _read_fast(data, offset, writer, where, fast)
     buffer = BytesIO(data)
     buffer.seek(offset)
     try:
@@ -339,4 +355,28 @@ def _read_body(
         )
     if not isinstance(datum, dict):  # pragma: no cover - event schemas are records
         raise DecodeError(f"{writer.label} body is not a record", data=data, coordinates=where)
+    return datum
+
+
+def _read_fast(
+    data: bytes, offset: int, writer: SchemaVersion, where: RecordCoordinates, read: Reader
+) -> dict[str, Any]:
+    try:
+        datum, end = read(data, offset)
+    except (EOFError, IndexError) as exc:  # IndexError: a read one byte past the end
+        raise TruncatedRecordError(
+            f"{writer.label} body ends early", data=data, coordinates=where
+        ) from exc
+    except Exception as exc:  # corrupt bodies surface as many types (UnicodeDecodeError, ...)
+        raise DecodeError(
+            f"{writer.label} body is corrupt: {type(exc).__name__}: {exc}",
+            data=data,
+            coordinates=where,
+        ) from exc
+    if end != len(data):
+        raise TruncatedRecordError(
+            f"{writer.label} body has {len(data) - end} trailing byte(s)",
+            data=data,
+            coordinates=where,
+        )
     return datum

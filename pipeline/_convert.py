@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ._avro_writer import Writer
+from ._avro_writer import compile_writer as compile_avro_writer
 from ._catalog import SchemaVersion
 from ._codegen import compile_reader, compile_writer
 from ._errors import EncodeError
@@ -32,12 +34,17 @@ _LOGICAL_TYPES: dict[str, type] = {"uuid": uuid.UUID, "date": dt.date}
 
 @dataclass(frozen=True, slots=True)
 class Binding:
-    """A model checked against one schema version, with its two compiled converters."""
+    """A model checked against one schema version, with its compiled converters.
+
+    ``write`` is the generated Avro writer of the schema (``(datum, prefix) -> bytes``), or
+    None when the schema needs fastavro's general writer.
+    """
 
     model: type[BaseModel]
     schema: SchemaVersion
     to_datum: Callable[[BaseModel], dict[str, Any]]
     from_datum: Callable[[dict[str, Any]], BaseModel]
+    write: Writer | None = None
 
 
 def bind(model: type[BaseModel], schema: SchemaVersion) -> Binding:
@@ -52,6 +59,7 @@ def bind(model: type[BaseModel], schema: SchemaVersion) -> Binding:
         schema=schema,
         to_datum=compile_writer(model, schema.parsed, schema.named),
         from_datum=compile_reader(model, schema.parsed, schema.named),
+        write=compile_avro_writer(schema.parsed, schema.named),
     )
 
 
