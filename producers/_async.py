@@ -4,19 +4,45 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from pipeline._errors import PipelineError
+from confluent_kafka import KafkaError, Message
+
 from pipeline._events import Event
 
-from ._delivery import DeliveryResult
+from ._delivery import DeliveryResult, MetricsSink, delivery_error, result_of
 from ._producer import EventProducer, HeaderInput, Key
 
 __all__ = ["AsyncEventProducer"]
 
-_Done = tuple[asyncio.Future[DeliveryResult], DeliveryResult | None, PipelineError | None]
+_Done = tuple[asyncio.Future[DeliveryResult], KafkaError | None, Message]
+
+
+class _Report:
+    """One record's delivery callback: count the outcome, queue it for the event loop.
+
+    It runs on the poll thread, so it does the least it can: the result or error object is
+    built later, on the loop, by ``_drain``.
+    """
+
+    __slots__ = ("done", "future", "metrics")
+
+    def __init__(
+        self, future: asyncio.Future[DeliveryResult], done: deque[_Done], metrics: MetricsSink
+    ) -> None:
+        self.future = future
+        self.done = done
+        self.metrics = metrics
+
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self.metrics.delivered(msg.topic() or "", msg.latency() or 0.0)
+        else:
+            self.metrics.failed(msg.topic() or "")
+        self.done.append((self.future, err, msg))  # deque.append is thread-safe
 
 
 class AsyncEventProducer:
@@ -36,7 +62,7 @@ class AsyncEventProducer:
     ) -> None:
         self.producer = producer or EventProducer(**producer_kwargs)
         self._loop = loop
-        self._done: list[_Done] = []
+        self._done: deque[_Done] = deque()  # appended on the poll thread, popped on the loop
         self._lock = threading.Lock()
         self._scheduled = False
         self.wakeups = 0
@@ -75,19 +101,8 @@ class AsyncEventProducer:
     ) -> asyncio.Future[DeliveryResult]:
         """Queue an event now and return an awaitable of its delivery result."""
         future: asyncio.Future[DeliveryResult] = self._bind_loop().create_future()
-
-        def collect(result: DeliveryResult | None, error: PipelineError | None) -> None:
-            self._done.append((future, result, error))  # list.append is atomic under the GIL
-
-        self.producer.send(
-            event,
-            key=key,
-            topic=topic,
-            headers=headers,
-            deliver_at=deliver_at,
-            delay=delay,
-            on_delivery=collect,
-        )
+        report = _Report(future, self._done, self.producer.metrics)
+        self.producer.send_with_report(event, report, key, topic, headers, deliver_at, delay)
         return future
 
     def _after_poll(self) -> None:
@@ -103,14 +118,15 @@ class AsyncEventProducer:
     def _drain(self) -> None:
         with self._lock:
             self._scheduled = False
-            done, self._done = self._done, []
-        for future, result, error in done:
-            if future.done():
+        done = self._done
+        while done:
+            future, err, msg = done.popleft()
+            if future.done():  # cancelled by the caller
                 continue
-            if error is not None:
-                future.set_exception(error)
+            if err is not None:
+                future.set_exception(delivery_error(err, msg.topic() or "", msg.key()))
             else:
-                future.set_result(result)  # type: ignore[arg-type]
+                future.set_result(result_of(msg))
 
     async def flush(self, timeout: float = 30.0) -> int:
         """Flush without blocking the loop; returns how many records are still pending."""

@@ -67,16 +67,21 @@ class DeliveryFuture:
 
     def report(self, err: KafkaError | None, msg: Message) -> None:
         """The librdkafka delivery callback of this record: count it, then resolve."""
-        topic = msg.topic() or ""
         metrics = self._metrics
-        if err is not None:
+        if err is None:  # the hot path, with _resolve inlined
             if metrics is not None:
-                metrics.failed(topic)
-            self._resolve(None, delivery_error(err, topic, msg.key()))
-        else:
-            if metrics is not None:
-                metrics.delivered(topic, msg.latency() or 0.0)
-            self._resolve(msg, None)
+                metrics.delivered(msg.topic() or "", msg.latency() or 0.0)
+            self._msg = msg
+            self._state = True
+            if self._event is not None:
+                self._event.set()
+            if self._callbacks is not None:
+                self._run_callbacks()
+            return
+        topic = msg.topic() or ""
+        if metrics is not None:
+            metrics.failed(topic)
+        self._resolve(None, delivery_error(err, topic, msg.key()))
 
     def _resolve(self, msg: Message | None, error: BaseException | None) -> None:
         # Lock-free: waiters and callback adders re-check _state after publishing themselves.

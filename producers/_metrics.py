@@ -38,7 +38,8 @@ class ProducerMetrics(Collector):
 
     def delivered(self, topic: str, latency_s: float) -> None:
         """One record was acknowledged after ``latency_s`` seconds."""
-        self.sent[topic] = self.sent.get(topic, 0) + 1
+        sent = self.sent
+        sent[topic] = sent.get(topic, 0) + 1
         self._buckets[bisect_left(LATENCY_BUCKETS, latency_s)] += 1
         self._latency_sum += latency_s
 

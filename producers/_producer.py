@@ -21,7 +21,7 @@ from pipeline._errors import (
     UndeliveredRecordsError,
 )
 from pipeline._events import Event
-from pipeline._forward import produce_bounded
+from pipeline._forward import produce_bounded, refused
 from pipeline._scheduler_records import SchedulerConfig, scheduled_headers
 from pipeline._settings import Settings, load_settings
 
@@ -141,21 +141,43 @@ class EventProducer:
             QueueFullError: the local queue stayed full for ``max_block`` seconds.
             FatalProducerError: the producer hit a fatal error; later sends use a new client.
         """
+        if on_delivery is None:
+            future = DeliveryFuture(self.metrics)
+            self.send_with_report(event, future.report, key, topic, headers, deliver_at, delay)
+            return future
+        report = self._user_report(on_delivery)
+        self.send_with_report(event, report, key, topic, headers, deliver_at, delay)
+        return None
+
+    def send_with_report(
+        self,
+        event: Event,
+        report: Callable[[KafkaError | None, Message], None],
+        key: Key = None,
+        topic: str | None = None,
+        headers: HeaderInput = None,
+        deliver_at: datetime | None = None,
+        delay: timedelta | None = None,
+    ) -> None:
+        """:meth:`send` with a librdkafka-style ``report(err, msg)`` delivery callback.
+
+        For adapters (the asyncio facade) that resolve their own futures. ``report`` runs on
+        the poll thread and must count the outcome in :attr:`metrics` itself.
+        """
+        cls = type(event)
         if not isinstance(event, Event):
-            raise ConfigError(f"send() takes a pipeline Event, got {type(event).__name__}")
-        target = topic or type(event).topic
+            raise ConfigError(f"send() takes a pipeline Event, got {cls.__name__}")
+        target = topic or cls.topic
         if not target:
             raise ConfigError(
-                f"no topic for {type(event).__name__}: pass topic= or set `topic` on the class"
+                f"no topic for {cls.__name__}: pass topic= or set `topic` on the class"
             )
         value = self.codec.encode(event, topic=target)
-        record_headers = cloudevent_headers(self._source, self._ce_type(type(event)))
+        record_headers = cloudevent_headers(self._source, self._ce_type(cls))
         if headers:
             record_headers.extend(_normalise_headers(headers))
-        key_bytes = _key_bytes(key, event)
-        return self._produce(
-            target, value, key_bytes, record_headers, deliver_at, delay, on_delivery
-        )
+        key_bytes = key.encode() if isinstance(key, str) else _key_bytes(key, event)
+        self._produce(target, value, key_bytes, record_headers, deliver_at, delay, report)
 
     def send_bytes(
         self,
@@ -173,11 +195,16 @@ class EventProducer:
         This is the path for forwarding records that already carry their headers (replay,
         redrive). Same guarantees and errors as :meth:`send`.
         """
-        record_headers = _normalise_headers(headers) if headers else []
+        record_headers = _normalise_headers(headers) if headers else None
         key_bytes = key.encode() if isinstance(key, str) else key
-        return self._produce(
-            topic, value, key_bytes, record_headers, deliver_at, delay, on_delivery
-        )
+        future = None
+        if on_delivery is None:
+            future = DeliveryFuture(self.metrics)
+            report: Callable[[KafkaError | None, Message], None] = future.report
+        else:
+            report = self._user_report(on_delivery)
+        self._produce(topic, value, key_bytes, record_headers, deliver_at, delay, report)
+        return future
 
     def send_many(
         self,
@@ -288,27 +315,29 @@ class EventProducer:
         topic: str,
         value: bytes | None,
         key: bytes | None,
-        headers: list[tuple[str, bytes | None]],
+        headers: list[tuple[str, bytes | None]] | None,
         deliver_at: datetime | None,
         delay: timedelta | None,
-        on_delivery: DeliveryCallback | None,
-    ) -> DeliveryFuture | None:
+        report: Callable[[KafkaError | None, Message], None],
+    ) -> None:
         if deliver_at is not None or delay is not None:
-            headers.extend(scheduled_headers(topic, _due_ms(deliver_at, delay)))
+            headers = [*(headers or ()), *scheduled_headers(topic, _due_ms(deliver_at, delay))]
             topic = self._scheduler_topic
         size = len(value or b"") + len(key or b"")
         if size > self._max_bytes - _HEADER_SLACK:
-            self._check_size(topic, size, headers)
-        future: DeliveryFuture | None = None
-        if on_delivery is None:
-            future = DeliveryFuture(self.metrics)
-            callback: Callable[[KafkaError | None, Message], None] = future.report
-        else:
-            callback = self._user_report(on_delivery)
-        client = self._holder.get()
-        produce_bounded(client, topic, value, key, headers, callback, self._max_block)
-        self._holder.after_produce(client)
-        return future
+            self._check_size(topic, size, headers or [])
+        holder = self._holder
+        client = holder.get()
+        try:  # the common case, inline; produce_bounded waits when the queue is full
+            if headers:
+                client.produce(topic, value, key, headers=headers, on_delivery=report)  # type: ignore[arg-type]
+            else:  # an explicit headers=None costs confluent-kafka about a microsecond
+                client.produce(topic, value, key, on_delivery=report)
+        except BufferError:
+            produce_bounded(client, topic, value, key, headers, report, self._max_block)
+        except KafkaException as exc:
+            raise refused(exc, topic, len(value or b"")) from exc
+        holder.after_produce(client)
 
     def _check_size(self, topic: str, size: int, headers: list[tuple[str, bytes | None]]) -> None:
         size += sum(len(k) + len(v or b"") + _HEADER_OVERHEAD for k, v in headers)
