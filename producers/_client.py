@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from pipeline._errors import FatalProducerError, KafkaOperationError
 
-__all__ = ["ClientHolder"]
+__all__ = ["INLINE_POLL_MASK", "ClientHolder"]
 
 _LOG = logging.getLogger("producers")
 POLL_INTERVAL_S = 0.05
@@ -44,7 +44,9 @@ class ClientHolder:
         self.transactional = "transactional.id" in config
         self.generation = 0
         self._last_inline = 0.0
-        self._sends = 0
+        # The client for the send fast path: None until built, and from the moment a fatal
+        # error is reported until get() has raised it and rebuilt the client.
+        self.ready: Producer | None = None
 
     @property
     def started(self) -> bool:
@@ -70,7 +72,7 @@ class ClientHolder:
                     "been rebuilt and later sends use the new one"
                 )
             if self._client is None:
-                self._client = self._build()
+                self._client = self.ready = self._build()
             return self._client
 
     def _build(self) -> Producer:
@@ -93,21 +95,21 @@ class ClientHolder:
         if err.fatal():
             _LOG.error("fatal producer error: %s", err.str())
             self._fatal = err
+            self.ready = None
         else:
             _LOG.debug("producer error (librdkafka retries it): %s", err.str())
 
-    def after_produce(self, client: Producer) -> None:
-        """Serve ready delivery reports on the caller's thread every few records.
+    def serve(self, client: Producer) -> None:
+        """Serve the delivery reports that are ready, on the caller's thread.
 
-        While the caller keeps sending, reports are served here, as in a hand-written
-        produce/poll loop, and the background thread stays idle: two threads taking turns on
-        the GIL for every report would cost more than the reports themselves.
+        The producer calls this every ``INLINE_POLL_MASK + 1`` sends. While the caller keeps
+        sending, reports are served here, as in a hand-written produce/poll loop, and the
+        background thread stays idle: two threads taking turns on the GIL for every report
+        would cost more than the reports themselves.
         """
-        self._sends += 1
-        if self._sends & INLINE_POLL_MASK == 0:
-            self._last_inline = time.monotonic()
-            if client.poll(0) and self._after_poll is not None:
-                self._after_poll()
+        self._last_inline = time.monotonic()
+        if client.poll(0) and self._after_poll is not None:
+            self._after_poll()
 
     def _poll_loop(self, client: Producer) -> None:
         """Serve delivery reports when the application is not sending (and so not polling)."""
@@ -122,6 +124,7 @@ class ClientHolder:
     def _discard(self) -> None:
         """Drop the current client: fail what it still holds, stop its poll thread."""
         client, self._client = self._client, None
+        self.ready = None
         if client is None:
             return
         client.purge()  # fails queued records' futures instead of leaving them pending
@@ -147,5 +150,5 @@ class ClientHolder:
             self._stop_thread()
             if self._after_poll is not None:
                 self._after_poll()
-            self._client = None
+            self._client = self.ready = None
             return int(remaining)

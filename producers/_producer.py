@@ -25,7 +25,7 @@ from pipeline._forward import produce_bounded, refused
 from pipeline._scheduler_records import SchedulerConfig, scheduled_headers
 from pipeline._settings import Settings, load_settings
 
-from ._client import ClientHolder
+from ._client import INLINE_POLL_MASK, ClientHolder
 from ._delivery import DeliveryCallback, DeliveryFuture, UserReport
 from ._headers import cloudevent_headers
 from ._metrics import ProducerMetrics
@@ -93,6 +93,8 @@ class EventProducer:
             overrides["transactional.id"] = transactional_id
         client_config = self.settings.producer_config(**overrides)
         self._max_bytes = int(client_config.get("message.max.bytes", _DEFAULT_MAX_BYTES))
+        self._size_check_above = self._max_bytes - _HEADER_SLACK
+        self._sends = 0
         self.metrics = ProducerMetrics(registry) if registry is not None else _shared_metrics()
         self.metrics.queue_depth = self.__len__
         self._holder = ClientHolder(client_config, after_poll=self._after_poll)
@@ -177,7 +179,9 @@ class EventProducer:
         if headers:
             record_headers.extend(_normalise_headers(headers))
         key_bytes = key.encode() if isinstance(key, str) else _key_bytes(key, event)
-        self._produce(target, value, key_bytes, record_headers, deliver_at, delay, report)
+        if deliver_at is not None or delay is not None:
+            target = self._to_scheduler(target, record_headers, deliver_at, delay)
+        self._produce(target, value, key_bytes, record_headers, report)
 
     def send_bytes(
         self,
@@ -195,16 +199,32 @@ class EventProducer:
         This is the path for forwarding records that already carry their headers (replay,
         redrive). Same guarantees and errors as :meth:`send`.
         """
+        if isinstance(key, str):
+            key = key.encode()
+        if not headers and on_delivery is None and deliver_at is None and delay is None:
+            # The forwarding fast path: one future, one produce call, nothing else per record.
+            client = self._holder.ready
+            if client is not None and len(value or b"") + len(key or b"") <= self._size_check_above:
+                future = DeliveryFuture(self.metrics)
+                try:
+                    client.produce(topic, value, key, on_delivery=future.report)
+                except (BufferError, KafkaException):
+                    pass  # not queued: the general path below waits for room or raises
+                else:
+                    self._sends += 1
+                    if not self._sends & INLINE_POLL_MASK:
+                        self._holder.serve(client)
+                    return future
         record_headers = _normalise_headers(headers) if headers else None
-        key_bytes = key.encode() if isinstance(key, str) else key
-        future = None
+        if deliver_at is not None or delay is not None:
+            record_headers = record_headers or []
+            topic = self._to_scheduler(topic, record_headers, deliver_at, delay)
         if on_delivery is None:
             future = DeliveryFuture(self.metrics)
-            report: Callable[[KafkaError | None, Message], None] = future.report
-        else:
-            report = self._user_report(on_delivery)
-        self._produce(topic, value, key_bytes, record_headers, deliver_at, delay, report)
-        return future
+            self._produce(topic, value, key, record_headers, future.report)
+            return future
+        self._produce(topic, value, key, record_headers, self._user_report(on_delivery))
+        return None
 
     def send_many(
         self,
@@ -310,24 +330,30 @@ class EventProducer:
             value = self._type_headers[cls] = cls.subject.encode()
         return value
 
+    def _to_scheduler(
+        self,
+        topic: str,
+        headers: list[tuple[str, bytes | None]],
+        deliver_at: datetime | None,
+        delay: timedelta | None,
+    ) -> str:
+        """Add the scheduler headers for ``topic`` and return the scheduler topic."""
+        headers.extend(scheduled_headers(topic, _due_ms(deliver_at, delay)))
+        return self._scheduler_topic
+
     def _produce(
         self,
         topic: str,
         value: bytes | None,
         key: bytes | None,
         headers: list[tuple[str, bytes | None]] | None,
-        deliver_at: datetime | None,
-        delay: timedelta | None,
         report: Callable[[KafkaError | None, Message], None],
     ) -> None:
-        if deliver_at is not None or delay is not None:
-            headers = [*(headers or ()), *scheduled_headers(topic, _due_ms(deliver_at, delay))]
-            topic = self._scheduler_topic
         size = len(value or b"") + len(key or b"")
-        if size > self._max_bytes - _HEADER_SLACK:
+        if size > self._size_check_above:
             self._check_size(topic, size, headers or [])
         holder = self._holder
-        client = holder.get()
+        client = holder.ready or holder.get()  # get(): first use, or a fatal error to raise
         try:  # the common case, inline; produce_bounded waits when the queue is full
             if headers:
                 client.produce(topic, value, key, headers=headers, on_delivery=report)  # type: ignore[arg-type]
@@ -337,7 +363,9 @@ class EventProducer:
             produce_bounded(client, topic, value, key, headers, report, self._max_block)
         except KafkaException as exc:
             raise refused(exc, topic, len(value or b"")) from exc
-        holder.after_produce(client)
+        self._sends += 1
+        if not self._sends & INLINE_POLL_MASK:
+            holder.serve(client)
 
     def _check_size(self, topic: str, size: int, headers: list[tuple[str, bytes | None]]) -> None:
         size += sum(len(k) + len(v or b"") + _HEADER_OVERHEAD for k, v in headers)
