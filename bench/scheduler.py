@@ -11,6 +11,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -119,7 +120,10 @@ def bed(servers: str, partitions: int) -> Iterator[Bed]:
 
 
 def _producer(servers: str) -> Producer:
-    conf = {"bootstrap.servers": servers, "linger.ms": 20, "batch.size": 1_000_000}
+    # Idempotent: a retried request must not write a record twice, or the lateness part would
+    # count the bench's own duplicates against the scheduler.
+    conf = {"bootstrap.servers": servers, "linger.ms": 20, "batch.size": 1_000_000,
+            "enable.idempotence": True}  # fmt: skip
     return Producer({**conf, "queue.buffering.max.messages": 1_000_000})
 
 
@@ -141,36 +145,69 @@ def _consumer(servers: str, topic: str) -> Consumer:
 
 
 def lateness(servers: str, count: int, rate: float, max_delay: float) -> dict[str, float]:
-    """(a) produce ``count`` records at ``rate``/s with delays 1..max_delay s; measure lateness."""
+    """(a) produce ``count`` records at ``rate``/s with delays 1..max_delay s; measure lateness.
+
+    A reader thread consumes the target while records are still being produced, so a record
+    due during the produce phase is timed when it arrives, not when the producing ends. Each
+    record carries a unique id: a second copy counts as a duplicate, not as a delivery.
+    """
     with bed(servers, 3) as b:
         b.start()
         reader = _consumer(servers, b.target)
+        # Join the group and get the assignment before producing, so nothing waits on it.
+        while not reader.assignment():
+            reader.consume(1, 0.1)
+        late: dict[int, float] = {}
+        sched_late: list[float] = []
+        counts = {"early": 0, "duplicates": 0}
+        done = threading.Event()
+
+        def read() -> None:
+            while not done.is_set() and len(late) < count:
+                for msg in reader.consume(1000, 0.05):
+                    if msg.error():
+                        continue
+                    arrived = _now_ms()
+                    hdrs = msg.headers()
+                    rid = int(get_header(hdrs, "x-id") or -1)  # type: ignore[arg-type]
+                    due = int(get_header(hdrs, "x-due") or 0)  # type: ignore[arg-type]
+                    delivered = int(get_header(hdrs, DELIVERED_AT) or 0)  # type: ignore[arg-type]
+                    counts["early"] += arrived < due or delivered < due
+                    if rid in late:
+                        counts["duplicates"] += 1
+                        continue
+                    late[rid] = (arrived - due) / 1000
+                    sched_late.append((delivered - due) / 1000)
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
         producer = _producer(servers)
         start = time.monotonic()
         for i in range(count):
             while time.monotonic() < start + i / rate:
                 producer.poll(0.001)
             due = _now_ms() + int(random.uniform(1.0, max_delay) * 1000)
-            hdrs = [("x-due", str(due).encode()), *scheduled_headers(b.target, due)]
+            hdrs = [("x-due", str(due).encode()), ("x-id", str(i).encode()),
+                    *scheduled_headers(b.target, due)]  # fmt: skip
             _produce(producer, b.config.topic, f"k{i % 500}".encode(), b"x" * 64, hdrs)
         producer.flush(30)
-        late: list[float] = []
-        early = 0
-        deadline = time.monotonic() + max_delay + 60
-        while len(late) < count and time.monotonic() < deadline:
-            for msg in reader.consume(1000, 0.1):
-                if msg.error():
-                    continue
-                arrived = _now_ms()
-                due = int(get_header(msg.headers(), "x-due") or 0)  # type: ignore[arg-type]
-                delivered = int(get_header(msg.headers(), DELIVERED_AT) or 0)  # type: ignore[arg-type]
-                early += arrived < due or delivered < due
-                late.append((arrived - due) / 1000)
+        thread.join(max_delay + 60)
+        # Duplicates that arrive right after the last first copy still count.
+        drain_until = time.monotonic() + 3
+        while time.monotonic() < drain_until:
+            for msg in reader.consume(1000, 0.2):
+                if not msg.error():
+                    counts["duplicates"] += 1
+        done.set()
+        thread.join(5)
         reader.close()
-    late.sort()
-    missing = count - len(late)
-    q = statistics.quantiles(late, n=100)
-    return {"p50": q[49], "p99": q[98], "max": late[-1], "early": early, "missing": missing}
+    values = sorted(late.values())
+    sched_late.sort()
+    q = statistics.quantiles(values, n=100)
+    qs = statistics.quantiles(sched_late, n=100)
+    return {"p50": q[49], "p99": q[98], "max": values[-1], "early": counts["early"],
+            "missing": count - len(values), "duplicates": counts["duplicates"],
+            "sched_p50": qs[49], "sched_p99": qs[98]}  # fmt: skip
 
 
 def rss(servers: str, small: int, large: int) -> dict[str, float]:
@@ -241,6 +278,9 @@ def throughput(servers: str, count: int) -> dict[str, float]:
             _produce(producer, b.config.topic, str(i).encode(), b"x" * 100, hdrs)
         producer.flush(120)
         b.start()
+        # Read the output only once it is all there: the raw copy loop below also runs with
+        # nothing else reading, and on a small machine a concurrent reader slows the writer.
+        b.wait(lambda: (b.metric("pipeline_scheduler_forwarded_total") or 0) >= count, 600)
         sched = _output_rate(servers, b.target, count)
         copy_dest = b.target + "-copy"
         admin = AdminClient({"bootstrap.servers": servers})
@@ -280,7 +320,7 @@ def main(argv: list[str]) -> int:
     servers = args.bootstrap_servers
     nan = float("nan")
     thr = {"scheduler": nan, "raw": nan, "ratio": nan}
-    late = {"p50": nan, "p99": nan, "max": nan, "early": 0, "missing": 0}
+    late = {"p50": nan, "p99": nan, "max": nan, "early": 0, "missing": 0, "duplicates": 0}
     mem = {"growth_mb": nan}
     if "c" in args.parts:
         print(f"(c) throughput, {args.throughput_records} due records", flush=True)
@@ -291,7 +331,9 @@ def main(argv: list[str]) -> int:
         print(f"(a) lateness, {args.lateness_records} records at {args.rate:.0f}/s", flush=True)
         late = lateness(servers, args.lateness_records, args.rate, args.max_delay)
         print(f"  p50 {late['p50']:.3f}s p99 {late['p99']:.3f}s max {late['max']:.3f}s "
-              f"early {late['early']} missing {late['missing']}", flush=True)  # fmt: skip
+              f"early {late['early']} missing {late['missing']} duplicates {late['duplicates']}; "
+              f"scheduler clock p50 {late.get('sched_p50', nan):.3f}s "
+              f"p99 {late.get('sched_p99', nan):.3f}s", flush=True)  # fmt: skip
     if "b" in args.parts:
         print(f"(b) rss, {args.pending_small} vs {args.pending_large} pending", flush=True)
         mem = rss(servers, args.pending_small, args.pending_large)
@@ -304,6 +346,7 @@ def main(argv: list[str]) -> int:
         lateness_max_s=late["max"],
         early=int(late["early"]),
         missing=int(late["missing"]),
+        duplicates=int(late["duplicates"]),
         rss_growth_mb=mem["growth_mb"],
         scheduler_per_s=thr["scheduler"],
         raw_per_s=thr["raw"],

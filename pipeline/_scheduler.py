@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -38,11 +39,12 @@ from ._settings import Settings
 __all__ = ["Scheduler"]
 
 _LOG = logging.getLogger("pipeline.scheduler")
-_MISSING_TOPIC = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
 _PARTITION_EOF = KafkaError._PARTITION_EOF
 # A paused tier partition resumes this long before its last parked record exits, so the next
 # fetch (fetch.wait.max.ms plus a round trip) is back before that record has gone.
 _PREFETCH_MS = 250
+# How often the cache of valid, existing target topics is emptied (TopicExistence answers again).
+_LIVE_TARGETS_S = 1.0
 # Client settings for a loop that pauses and resumes tier partitions all the time: a resumed
 # partition must not wait behind a long-polling fetch or a fetch-queue backoff (1 s by default
 # in librdkafka 2.x), and little is prefetched because a pause throws the prefetch away.
@@ -91,9 +93,14 @@ class Scheduler(CommitMixin):
         self._parking: set[PartitionState] = set()
         self._park_limit = max(self._config.batch_size, 1)
         self._eos = self._config.exactly_once
-        # Raw target-topic header values already validated, and their names.
-        self._targets: dict[bytes, str] = {}
-        self._retry: list[Outgoing] = []
+        # Raw target-topic header values already validated and seen to exist, and their names.
+        self._live: dict[bytes, str] = {}
+        self._live_until = 0.0
+        # The delivered-at header of records forwarded at ``_stamp_ms``.
+        self._stamp_ms = -1
+        self._stamp: tuple[str, bytes] = (DELIVERED_AT, b"")
+        # Partitions with a failed delivery: read again from their last commit.
+        self._broken: set[PartitionState] = set()
         self._partition_counts: dict[str, int] = {}
         self._heartbeat = 0.0
         self._last_commit = 0.0
@@ -131,10 +138,15 @@ class Scheduler(CommitMixin):
         """
         self._connect()
         self._running = True
+        # Every batch leaves a few thousand container objects (records, header lists) to the
+        # cyclic collector's older generations, and each full pass then walks every object the
+        # process has loaded as well. Those live as long as the process: keep them out of it.
+        gc.freeze()
         try:
             while not self._stop.is_set():
                 self._tick()
         finally:
+            gc.unfreeze()
             self._running = False
             self._shutdown()
 
@@ -142,6 +154,11 @@ class Scheduler(CommitMixin):
         cfg = self._config
         # Bounded local queues keep memory flat when a burst of records is hopped at once.
         producer_conf: dict[str, Any] = {"queue.buffering.max.kbytes": 32768}
+        if not cfg.exactly_once:
+            # A delivery report per record costs more than the rest of forwarding it. Only
+            # failures are reported: a commit first flushes the producer, so every record
+            # sent before it is acknowledged or has reported its failure (see _commit).
+            producer_conf["delivery.report.only.error"] = True
         # Passthrough settings (PIPELINE_CONSUMER__*) still win over the tuning.
         consumer_conf: dict[str, Any] = {
             k: v
@@ -215,8 +232,8 @@ class Scheduler(CommitMixin):
             self._drain_parked(now)
         if self._paused:
             self._resume_due(now)
-        if self._retry:
-            self._resend()
+        if self._broken:
+            self._rewind_broken()
         self.metrics.flush()
         timeout = self._config.poll_interval_s
         due = self._held.next_due()
@@ -240,12 +257,30 @@ class Scheduler(CommitMixin):
         self.metrics.held(len(self._held))
 
     def _take(self, batch: list[Message], now: int) -> None:
-        """Handle one consumed batch: the hot path, one short pass per record."""
+        """Handle one consumed batch: the hot path, one short pass per record.
+
+        A record that is due, names a known target and carries a well-formed due time is
+        forwarded right here; every other one goes through ``_route``.
+        """
+        if self._held.next_due_before(now):
+            # Held records due by now go before the batch's due ones; records held while the
+            # batch is handled are due after ``now``, so this stays true to the end.
+            self._forward_due(now)
+        if self._heartbeat > self._live_until:
+            self._live.clear()  # ask TopicExistence again: a target may have been deleted
+            self._live_until = self._heartbeat + _LIVE_TARGETS_S
+        if self._stamp_ms != now:
+            self._stamp_ms, self._stamp = now, (DELIVERED_AT, str(now).encode())
+        stamp, live, route = self._stamp, self._live, self._route
+        produce = self._producer.produce
+        scheduler_headers = SCHEDULER_HEADERS
+        dues: list[int] = []
         parts = self._parts
         max_held = self._config.max_held_per_partition
         last_topic: str | None = None
         last_partition: int | None = -1
         part: PartitionState | None = None
+        callback = None
         for msg in batch:
             if msg.error() is not None:
                 self._consume_error(msg)
@@ -254,6 +289,7 @@ class Scheduler(CommitMixin):
             if partition != last_partition or topic != last_topic:
                 last_topic, last_partition = topic, partition
                 part = parts.get((topic or "", partition or 0))
+                callback = None if part is None else self._errback(part)
             if part is None:
                 continue
             offset: int = msg.offset()  # type: ignore[assignment]  # consumed: never None
@@ -272,7 +308,31 @@ class Scheduler(CommitMixin):
                 self._pause(part, offset, None)
                 continue
             part.next_offset = offset + 1
-            self._route(part, msg, offset, now)
+            headers: Headers | None = msg.headers()  # type: ignore[assignment]
+            if headers:
+                # One C-speed pass over the headers; the last value of a repeated name wins.
+                found = dict(headers)
+                raw_due = found.get(DELIVER_AT)
+                target = live.get(found.get(TARGET_TOPIC))  # type: ignore[arg-type]
+                if (
+                    target is not None
+                    and raw_due is not None
+                    and len(raw_due) <= 16
+                    and raw_due.isdigit()
+                    and int(raw_due) <= now
+                ):
+                    kept = [h for h in headers if h[0] not in scheduler_headers]
+                    kept.append(stamp)
+                    dues.append(int(raw_due))
+                    key, value = msg.key(), msg.value()
+                    try:
+                        produce(target, value, key, on_delivery=callback, headers=kept)
+                    except (BufferError, KafkaException):
+                        self._produce(target, value, key, kept, -1, 0, callback)
+                    continue
+            route(part, msg, offset, now)
+        if dues:
+            self.metrics.forwarded_all(now, dues)
 
     def _consume_error(self, msg: Message) -> None:
         err = msg.error()
@@ -326,30 +386,33 @@ class Scheduler(CommitMixin):
         found = dict(headers) if headers else {}
         raw_due = found.get(DELIVER_AT)
         raw_target = found.get(TARGET_TOPIC)
-        target = self._targets.get(raw_target) if raw_target is not None else None
+        target = self._live.get(raw_target) if raw_target is not None else None
         if target is None or raw_due is None or len(raw_due) > 16 or not raw_due.isdigit():
             try:
                 target, due = parse_schedule(headers)
             except DecodeError as exc:
                 self._dead_letter(part, msg, offset, "invalid-schedule", str(exc), now)
                 return
-            if raw_target is not None and len(self._targets) < 10_000:
-                self._targets[raw_target] = target
+            assert self._topics is not None
+            if self._topics.exists(target):
+                if raw_target is not None and len(self._live) < 10_000:
+                    self._live[raw_target] = target
+            elif part.tier_ms is None or due <= now:
+                text = f"no topic {target}"
+                self._dead_letter(part, msg, offset, "unknown-target-topic", text, now)
+                return
         else:
             due = int(raw_due)
-        assert self._topics is not None
-        if part.tier_ms is None and not self._topics.exists(target):
-            self._dead_letter(part, msg, offset, "unknown-target-topic", f"no topic {target}", now)
-            return
         if due <= now:
             if self._held.next_due_before(now):
-                self._forward_due(
-                    now
-                )  # held records due earlier (or equal, entered first) go first
+                self._forward_due(now)  # held records due earlier (or equal, entered first) first
+            if self._stamp_ms != now:
+                self._stamp_ms, self._stamp = now, (DELIVERED_AT, str(now).encode())
             kept = [h for h in headers if h[0] not in SCHEDULER_HEADERS] if headers else []
-            out = Outgoing("forward", target, msg.key(), msg.value(), kept, part, offset)
-            out.due_ms = due
-            self._forward(out, stripped=True)
+            kept.append(self._stamp)
+            self.metrics.forwarded((now - due) / 1000)
+            key, value = msg.key(), msg.value()
+            self._produce(target, value, key, kept, -1, 0, self._errback(part))
             return
         raw_seq = found.get(SCHEDULER_SEQ)
         seq = int(raw_seq) if raw_seq is not None and raw_seq.isdigit() else offset
@@ -377,6 +440,7 @@ class Scheduler(CommitMixin):
     def _forward_due(self, now: int) -> None:
         assert self._topics is not None
         for out in self._held.pop_due(now):
+            out.source.pending.discard(out.offset)  # in flight now (see _send)
             origin = (out.source.topic, out.source.partition, out.offset)
             if not self._topics.exists(out.topic):
                 reason, text = "unknown-target-topic", f"no topic {out.topic}"
@@ -384,12 +448,9 @@ class Scheduler(CommitMixin):
                 continue
             self._forward(out)
 
-    def _forward(self, out: Outgoing, *, stripped: bool = False) -> None:
+    def _forward(self, out: Outgoing) -> None:
         sent = _now_ms()
-        if stripped:
-            out.headers.append((DELIVERED_AT, str(sent).encode()))
-        else:
-            out.headers = forward_headers(out.headers, sent)
+        out.headers = forward_headers(out.headers, sent)
         self.metrics.forwarded((sent - out.due_ms) / 1000)
         self._send(out)
 
@@ -442,53 +503,75 @@ class Scheduler(CommitMixin):
         return out
 
     def _send(self, out: Outgoing) -> None:
-        eos = self._eos
-        if not eos:
-            out.source.pending.add(out.offset)
-        callback = None if eos else self._delivery_callback(out)
+        """Write ``out``; in at-least-once mode a failure comes back to ``_failed``.
+
+        A record in flight is not in ``pending``: a commit flushes the producer first, so by
+        then it is acknowledged, or ``_failed`` has stopped commits of its source partition.
+        """
+        callback = self._errback(out.source)
+        self._produce(
+            out.topic, out.value, out.key, out.headers, out.partition, out.timestamp, callback
+        )
+
+    def _produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Headers,
+        partition: int,
+        timestamp: int,
+        callback: Any,
+    ) -> None:
         produce = self._producer.produce
         while True:
             try:
                 # partition -1 lets the partitioner choose; timestamp 0 means now.
                 produce(
-                    out.topic,
-                    out.value,
-                    out.key,
-                    partition=out.partition,
+                    topic,
+                    value,
+                    key,
+                    partition=partition,
                     on_delivery=callback,
-                    timestamp=out.timestamp,
-                    headers=out.headers,
+                    timestamp=timestamp,
+                    headers=headers,
                 )
-                break
+                return
             except BufferError:
                 self._producer.poll(0.05)
             except KafkaException as exc:
-                raise translate(exc, f"producing to {out.topic}") from exc
-        if eos:
-            out.source.pending.discard(out.offset)  # done when the transaction commits
+                raise translate(exc, f"producing to {topic}") from exc
 
-    def _delivery_callback(self, out: Outgoing) -> Callable[[Any, Any], None]:
-        def delivered(err: KafkaError | None, _msg: Any) -> None:
-            if err is None:
-                out.source.pending.discard(out.offset)
-            elif not out.source.alive:
-                return  # the new owner of the partition redoes it
-            elif out.kind == "forward" and err.code() in _MISSING_TOPIC:
-                assert self._topics is not None
-                self._topics.forget(out.topic)
-                origin = (out.source.topic, out.source.partition, out.offset)
-                dlq = self._as_dead_letter(
-                    out, origin, "unknown-target-topic", err.str(), _now_ms()
-                )
-                self._retry.append(dlq)
-            else:
-                _LOG.warning("delivery to %s failed (%s); sending again", out.topic, err.str())
-                self._retry.append(out)
+    def _failed(self, part: PartitionState, err: KafkaError, msg: Any) -> None:
+        """A delivery of a record taken from ``part`` failed (at-least-once mode only).
 
-        return delivered
+        Nothing is committed for ``part`` any more; the loop reads it again from its last
+        commit (``_rewind_broken``), so the record is redone: sent again, or dead-lettered
+        when its target topic has gone. Records of ``part`` delivered since that commit are
+        sent a second time, which at-least-once allows; failures are rare (a deleted target
+        topic, a cluster unreachable for ``message.timeout.ms``).
+        """
+        if not part.alive or part in self._broken:
+            return
+        assert self._topics is not None
+        topic = msg.topic() if msg is not None else None
+        if topic:
+            self._topics.forget(topic)
+        self._live.clear()
+        _LOG.warning(
+            "delivery to %s failed (%s); reading %s[%d] again from its last commit",
+            topic,
+            err.str(),
+            part.topic,
+            part.partition,
+        )
+        self._broken.add(part)
 
-    def _resend(self) -> None:
-        retry, self._retry = self._retry, []
-        for out in retry:
-            if out.source.alive:
-                self._send(out)
+    def _errback(self, part: PartitionState) -> Any:
+        """The delivery callback of records taken from ``part``: one object per partition."""
+        if self._eos:
+            return None  # a failure aborts the transaction instead
+        callback = part.callback
+        if callback is None:
+            callback = part.callback = partial(self._failed, part)
+        return callback

@@ -10,12 +10,14 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from ._errors import FatalProducerError
 from ._scheduler_records import SchedulerConfig, format_duration
-from ._scheduler_state import HeldRecords, Outgoing, PartitionState
+from ._scheduler_state import HeldRecords, PartitionState
 
 __all__ = ["ENTRY_TIER", "CommitMixin"]
 
 _LOG = logging.getLogger("pipeline.scheduler")
 ENTRY_TIER = "entry"
+# Longest wait for the producer before a periodic at-least-once commit.
+_FLUSH_TIMEOUT_S = 10.0
 
 
 class CommitMixin:
@@ -30,7 +32,7 @@ class CommitMixin:
     _producer: Any
     _parts: dict[tuple[str, int], PartitionState]
     _held: HeldRecords
-    _retry: list[Outgoing]
+    _broken: set[PartitionState]
     _tiers: dict[str, int]
     _last_commit: float
     _txn_open: bool = False
@@ -63,8 +65,15 @@ class CommitMixin:
             self._commit_transaction(list(self._parts.values()), reopen=not final)
             return
         chosen = list(self._parts.values()) if parts is None else parts
-        if final or parts is not None:
-            self._producer.flush(30.0)
+        # Only failed deliveries are reported, so records still in flight are in no ``pending``
+        # set: a flush settles them first (acknowledged, or their partition marked broken by a
+        # failure report). Unsettled after the timeout: commit nothing this time.
+        left = self._producer.flush(30.0 if final or parts is not None else _FLUSH_TIMEOUT_S)
+        if left:
+            _LOG.warning("%d record(s) not acknowledged yet; offsets not committed", left)
+            return
+        if self._broken:
+            chosen = [p for p in chosen if p not in self._broken]  # their failures are redone
         offsets = self._commit_points(chosen)
         if offsets:
             try:
@@ -102,10 +111,18 @@ class CommitMixin:
 
     def _rewind(self) -> None:
         """After an aborted transaction, read every partition again from its committed offset."""
-        parts = list(self._parts.values())
-        self._drop(parts)
         self._held.clear()
-        self._retry.clear()
+        self._rewind_parts(list(self._parts.values()))
+
+    def _rewind_broken(self) -> None:
+        """Read the partitions with a failed delivery again from their committed offsets."""
+        broken, self._broken = self._broken, set()
+        self._rewind_parts([p for p in broken if p.alive])
+
+    def _rewind_parts(self, parts: list[PartitionState]) -> None:
+        if not parts:
+            return
+        self._drop(parts)  # held and parked records of these go with them
         tps = [TopicPartition(p.topic, p.partition) for p in parts]
         self._adopt(tps)
         self._consumer.resume(tps)
@@ -129,6 +146,13 @@ class CommitMixin:
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         self._adopt(partitions)
+        # librdkafka keeps a partition paused across an eager rebalance that gives it back to
+        # the same member, but its new state here starts unpaused and would never resume it:
+        # the records behind it would wait forever. Start every assigned partition fetching.
+        try:
+            self._consumer.resume(partitions)
+        except KafkaException as exc:
+            _LOG.warning("resuming assigned partitions failed: %s", exc)
 
     def _owned(self, partitions: list[TopicPartition]) -> list[PartitionState]:
         keys = [(tp.topic, tp.partition) for tp in partitions]

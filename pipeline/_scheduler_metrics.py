@@ -120,6 +120,20 @@ class SchedulerMetrics:
         else:
             self._late_counts[0] += 1
 
+    def forwarded_all(self, now_ms: int, dues_ms: list[int]) -> None:
+        """Records due at ``dues_ms`` went to their targets at ``now_ms`` (never before)."""
+        self._forwards += len(dues_ms)
+        counts, bounds = self._late_counts, self._bounds
+        total = 0.0
+        for due in dues_ms:
+            late = (now_ms - due) / 1000
+            if late > 0.0:
+                total += late
+                counts[bisect_left(bounds, late)] += 1
+            else:
+                counts[0] += 1
+        self._late_sum += total
+
     def hopped(self, tier: str) -> None:
         """One record was written to delay tier ``tier``."""
         counts = self._hop_counts

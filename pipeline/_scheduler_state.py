@@ -40,11 +40,13 @@ class PartitionState:
     """Progress of one assigned partition of the entry topic or of a tier topic.
 
     ``next_offset`` is one past the last record taken; ``pending`` holds the offsets taken but
-    not done (held in memory, parked or not yet acknowledged). Offsets in
+    not done (held in memory or parked; records in flight are settled by the producer flush
+    that precedes every at-least-once commit, and by the transaction otherwise). Offsets in
     ``[committed, restore_next)`` and not in ``restore_pending`` were done by a previous owner
     and are skipped. ``parked`` holds records of a tier partition that were fetched before they
     exit their tier, as ``(exit_ms, offset, message)`` in offset (so exit) order: they wait in
-    memory instead of being fetched again after a pause.
+    memory instead of being fetched again after a pause. ``callback`` is the delivery callback
+    shared by every record sent on behalf of this partition.
     """
 
     topic: str
@@ -61,6 +63,7 @@ class PartitionState:
     last_commit: tuple[int, str] | None = None
     alive: bool = True
     parked: deque[tuple[int, int, Any]] = field(default_factory=deque)
+    callback: Any = None
 
     @classmethod
     def restored(

@@ -6,6 +6,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
 from pipeline._errors import ConfigError, DecodeError
@@ -29,6 +30,7 @@ from pipeline._scheduler_state import (
     hop_headers,
     record_seq,
 )
+from pipeline._scheduler_topics import TopicExistence
 from pipeline._settings import Settings
 
 
@@ -248,3 +250,96 @@ def test_batched_metrics_match_a_prometheus_histogram():
     assert ours == [ln for ln in samples(reference) if "_created" not in ln]
     assert registry.get_sample_value("pipeline_scheduler_forwarded_total") == len(values)
     assert registry.get_sample_value("pipeline_scheduler_tier_hops_total", {"tier": "1s"}) == 2
+
+
+class _FakeConsumer:
+    """Records what the scheduler asks of its consumer; committed offsets come from a dict."""
+
+    def __init__(self, committed: dict[tuple[str, int], int]) -> None:
+        self.stored = committed
+        self.calls: list[tuple[str, list[tuple[str, int, int]]]] = []
+
+    def _log(self, name: str, tps: list[TopicPartition]) -> None:
+        self.calls.append((name, [(tp.topic, tp.partition, tp.offset) for tp in tps]))
+
+    def committed(self, tps: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [
+            TopicPartition(tp.topic, tp.partition, self.stored.get((tp.topic, tp.partition), -1001))
+            for tp in tps
+        ]
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self._log("commit", offsets)
+
+    def resume(self, tps: list[TopicPartition]) -> None:
+        self._log("resume", tps)
+
+    def seek(self, tp: TopicPartition) -> None:
+        self._log("seek", [tp])
+
+
+class _FakeProducer:
+    def __init__(self, unacknowledged: int = 0) -> None:
+        self.unacknowledged = unacknowledged
+        self.flushes = 0
+
+    def flush(self, timeout: float) -> int:
+        self.flushes += 1
+        return self.unacknowledged
+
+    def list_topics(self, topic: str, timeout: float):  # pragma: no cover - not reached
+        raise AssertionError("no metadata lookups expected")
+
+
+class _FakeError:
+    def str(self) -> str:
+        return "Local: Message timed out"
+
+
+class _FakeDelivered:
+    def topic(self) -> str:
+        return "target"
+
+
+def _offline_scheduler(producer: _FakeProducer, consumer: _FakeConsumer) -> Scheduler:
+    scheduler = Scheduler(Settings(bootstrap_servers="127.0.0.1:1"), SchedulerConfig(topic="s"))
+    scheduler._producer = producer
+    scheduler._consumer = consumer
+    scheduler._topics = TopicExistence(producer)
+    return scheduler
+
+
+def test_a_failed_delivery_stops_commits_and_rereads_the_partition_from_its_commit():
+    consumer = _FakeConsumer({("s", 0): 40, ("s", 1): 7})
+    producer = _FakeProducer()
+    scheduler = _offline_scheduler(producer, consumer)
+    scheduler._on_assign(consumer, [TopicPartition("s", 0), TopicPartition("s", 1)])
+    assert consumer.calls == [("resume", [("s", 0, -1001), ("s", 1, -1001)])]
+    broken, fine = scheduler._parts[("s", 0)], scheduler._parts[("s", 1)]
+    broken.next_offset, fine.next_offset = 50, 9
+    callback = scheduler._errback(broken)
+    assert callback is scheduler._errback(broken)  # one object per partition, not per record
+    callback(_FakeError(), _FakeDelivered())
+    consumer.calls.clear()
+    scheduler._commit()
+    assert producer.flushes == 1  # in-flight records settle before any offset moves
+    assert consumer.calls == [("commit", [("s", 1, 9)])]  # the broken partition stays behind
+    consumer.calls.clear()
+    scheduler._rewind_broken()
+    assert not broken.alive
+    again = scheduler._parts[("s", 0)]
+    assert again is not broken
+    assert again.next_offset == 40
+    assert consumer.calls == [("resume", [("s", 0, -1001)]), ("seek", [("s", 0, 40)])]
+    callback(_FakeError(), _FakeDelivered())  # late failure reports of the old state: ignored
+    assert not scheduler._broken
+
+
+def test_nothing_is_committed_while_records_are_unacknowledged():
+    consumer = _FakeConsumer({("s", 0): 3})
+    scheduler = _offline_scheduler(_FakeProducer(unacknowledged=2), consumer)
+    scheduler._on_assign(consumer, [TopicPartition("s", 0)])
+    scheduler._parts[("s", 0)].next_offset = 10
+    consumer.calls.clear()
+    scheduler._commit()
+    assert consumer.calls == []
