@@ -25,6 +25,21 @@ _SHRINK = 0.5  # ... above which fewer threads do as well (they fight over the G
 _PARALLEL = 1.25  # ... unless it is above this: handlers that release the GIL use more cores
 _FLOOR = 2  # the fewest threads kept running: with two, GIL-free work shows as above 1
 _STALL_S = 0.02  # ready lanes waiting this long with no item started or finished: wake more
+# Finished keys whose lanes are empty are released (under the lock) in groups: after this many
+# of them, this long after the first one, or after every item when items are slow anyway.
+_HOLD_N = 64
+_HOLD_S = 0.001
+_SLOW_S = 0.0002  # items slower than this (moving average) release their key at once
+
+
+class _Slot:
+    """One thread's state: keys it finished and has not released yet, and its last beat."""
+
+    __slots__ = ("beat", "done")
+
+    def __init__(self) -> None:
+        self.done: deque[Hashable] = deque()
+        self.beat = 0.0
 
 
 class KeyedExecutor(Generic[T]):
@@ -39,6 +54,12 @@ class KeyedExecutor(Generic[T]):
     GIL), handlers that wait get up to ``concurrency``. ``key=None`` means unordered: the item
     runs whenever a thread is free. ``fn`` must not raise (it is the caller's error boundary);
     if it does, the error is logged and the lane continues.
+
+    The per-item path takes no lock: a thread pops the ready queue and its own lanes with
+    atomic deque operations (a key has one owner at a time, so only the owner pops its
+    lane). Only ending a lane needs the lock (a submitter may be adding to it); cheap items
+    end their lanes in groups, and the poll thread's :meth:`poke` ends the lanes of a thread
+    stuck in a slow item, so their next items are not held back for long.
     """
 
     def __init__(self, fn: Callable[[T], None], concurrency: int, name: str = "worker") -> None:
@@ -56,12 +77,16 @@ class KeyedExecutor(Generic[T]):
         self._floor = min(_FLOOR, concurrency)
         self._target = self._floor  # threads worth running at once (adapts)
         self._cpu = 0.0  # CPU time the threads reported in this window
+        self._items = 0  # items they ran in it
+        # The last window: CPU time of the threads per second, per item, and when it ended.
+        self.load: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self._window = time.perf_counter()  # when the window started
         self._beat = self._window  # when a thread last started or finished an item
         self._stopping = False
+        self._slots = [_Slot() for _ in range(concurrency)]
         self._threads = [
-            threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
-            for i in range(concurrency)
+            threading.Thread(target=self._loop, args=(slot,), name=f"{name}-{i}", daemon=True)
+            for i, slot in enumerate(self._slots)
         ]
         for thread in self._threads:
             thread.start()
@@ -92,6 +117,21 @@ class KeyedExecutor(Generic[T]):
                     lane.append(entry[1])
             self._wake_some()
 
+    def claim(self, key: Hashable | None) -> None:
+        """Mark ``key`` busy: its items queue until :meth:`release` (its item runs elsewhere)."""
+        if key is not None:
+            with self._lock:
+                self._lanes.setdefault(key, deque())
+
+    def release(self, key: Hashable | None, item: T | None = None) -> None:
+        """End a :meth:`claim`: the key's queued items may run, after ``item`` if given."""
+        with self._lock:
+            if item is not None:
+                self._ready.append((key, item))  # the lane (if any) goes on after it
+            elif key is not None:
+                self._release(deque([key]))
+            self._wake_some()
+
     def _wake_some(self) -> None:
         """Wake idle threads, up to the target number running (lock held)."""
         # Threads notified but not yet awake still count as idle, and not as active.
@@ -101,51 +141,91 @@ class KeyedExecutor(Generic[T]):
             self._woken = woken + want
             self._wake.notify(want)
 
-    def _loop(self) -> None:
-        fn, lock, wake, ready, lanes = self._fn, self._lock, self._wake, self._ready, self._lanes
+    def _release(self, done: deque[Hashable]) -> None:
+        """End or requeue the lanes of finished keys (lock held)."""
+        lanes, ready = self._lanes, self._ready
+        while done:
+            key = done.popleft()
+            lane = lanes[key]
+            if lane:  # items came in since the owner looked: the lane goes on from the queue
+                ready.append((key, lane.popleft()))
+            else:
+                del lanes[key]
+
+    def _next(self, slot: _Slot) -> tuple[Hashable | None, T] | None:
+        """Release ``slot``'s keys, then wait for a ready lane; None when stopping."""
+        ready, wake = self._ready, self._wake
+        with self._lock:
+            self._release(slot.done)
+            while not ready or self._active > self._target:
+                if self._stopping and not ready:
+                    self._active -= 1
+                    return None
+                self._active -= 1
+                self._idle += 1
+                wake.wait()
+                self._idle -= 1
+                self._active += 1
+                if self._woken:
+                    self._woken -= 1
+            entry = ready.popleft()
+            self._beat = time.perf_counter()
+            if ready:
+                self._wake_some()
+            return entry
+
+    def _loop(self, slot: _Slot) -> None:
+        fn, lock, ready, lanes = self._fn, self._lock, self._ready, self._lanes
+        done = slot.done
         thread_time, clock = time.thread_time, time.perf_counter
-        key: Hashable | None = None
-        item: T | None = None
-        has_item = False
+        entry: tuple[Hashable | None, T] | None = None
         count, cpu0, wall0 = 0, thread_time(), clock()
+        held_since = slow = 0.0
         while True:
-            with lock:
-                if has_item:  # the item of ``key`` just ran: its lane goes on, or ends
-                    if key is not None and lanes[key]:
-                        item = lanes[key].popleft()
-                    else:
-                        if key is not None:
-                            del lanes[key]
-                        has_item = False
-                if not has_item:
-                    while not ready or self._active > self._target:
-                        if self._stopping and not ready:
-                            self._active -= 1
-                            return
-                        self._active -= 1
-                        self._idle += 1
-                        wake.wait()
-                        self._idle -= 1
-                        self._active += 1
-                        if self._woken:
-                            self._woken -= 1
-                    key, item = ready.popleft()
-                    has_item = True
-                    self._beat = clock()
-                    if ready:
-                        self._wake_some()
+            if entry is None:
+                try:
+                    entry = ready.popleft()
+                except IndexError:
+                    entry = self._next(slot)
+                    if entry is None:
+                        return
+            key, item = entry
+            self._beat = slot.beat = start = clock()
             try:
-                fn(item)  # type: ignore[arg-type]
+                fn(item)
             except Exception:  # pragma: no cover - fn is the error boundary
                 _LOG.exception("worker function raised")
+            entry = None
+            self._beat = slot.beat = wall = clock()
+            slow += (wall - start - slow) * 0.125
+            if key is not None:
+                lane = lanes[key]  # its owner's: no other thread pops it or drops it
+                if lane:
+                    entry = (key, lane.popleft())
+                else:
+                    if not done:
+                        held_since = wall
+                    done.append(key)
+            if done and (slow >= _SLOW_S or len(done) >= _HOLD_N or wall - held_since >= _HOLD_S):
+                with lock:
+                    self._release(done)
+                    if ready:
+                        self._wake_some()
+                check = True
+            else:
+                check = False
             count += 1
-            self._beat = wall = clock()
             if wall - wall0 >= _SAMPLE_S or count >= _SAMPLE_N:
                 cpu = thread_time()
-                self._adapt(cpu - cpu0, wall)
+                self._adapt(cpu - cpu0, wall, count)
                 count, cpu0, wall0 = 0, cpu, wall
+                check = True
+            if check and entry is None and self._active > self._target:
+                entry = self._next(slot)  # fewer threads are worth running: maybe sleep
+                if entry is None:
+                    return
 
-    def _adapt(self, cpu: float, now: float) -> None:
+    def _adapt(self, cpu: float, now: float, items: int) -> None:
         """Add a thread's CPU time; once per window, adapt the number of running threads.
 
         The CPU time of all threads together over the window is about 1 when handlers keep
@@ -154,11 +234,13 @@ class KeyedExecutor(Generic[T]):
         """
         with self._lock:
             self._cpu += cpu
+            self._items += items
             span = now - self._window
             if span < _WINDOW_S:
                 return
             busy = self._cpu / span
-            self._cpu, self._window = 0.0, now
+            self.load = (busy, self._cpu / self._items if self._items else 0.0, now)
+            self._cpu, self._items, self._window = 0.0, 0, now
             if (busy < _GROW or busy > _PARALLEL) and self._target < self._concurrency:
                 self._target = min(self._concurrency, self._target * 2)
                 if self._ready:
@@ -166,13 +248,33 @@ class KeyedExecutor(Generic[T]):
             elif _SHRINK < busy <= _PARALLEL and self._target > self._floor:
                 self._target -= 1
 
+    def cheap(self, item_s: float, busy_min: float) -> bool:
+        """Whether the items lately kept the GIL busy and took under ``item_s`` of CPU each.
+
+        That is when more threads cannot run them faster: the threads together were on the
+        CPU at least ``busy_min`` of the time, and not on several cores (see ``load``).
+        """
+        busy, per_item, at = self.load
+        return (
+            busy_min <= busy <= _PARALLEL
+            and 0.0 < per_item < item_s
+            and time.perf_counter() - at < 10 * _WINDOW_S
+        )
+
     def poke(self) -> None:
         """Wake more threads when ready lanes wait while no item started or finished lately.
 
         Called regularly by the poll thread: running threads report only between items, so
-        handlers that block for long (a backoff, a slow call) are noticed here.
+        handlers that block for long (a backoff, a slow call) are noticed here, and the keys
+        such a thread finished before it blocked are released for other threads.
         """
-        if not self._ready or time.perf_counter() - self._beat < _STALL_S:
+        now = time.perf_counter()
+        for slot in self._slots:
+            if slot.done and now - slot.beat >= _STALL_S:
+                with self._lock:
+                    self._release(slot.done)
+                    self._wake_some()
+        if not self._ready or now - self._beat < _STALL_S:
             return
         with self._lock:
             if self._ready and self._target < self._concurrency:

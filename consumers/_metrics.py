@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from pipeline._labels import EVENT_TYPE, GROUP, OUTCOME, TOPIC
 
@@ -13,6 +17,54 @@ __all__ = ["OUTCOMES", "WorkerMetrics"]
 
 OUTCOMES = ("ok", "retried", "dead_lettered", "skipped", "expired", "duplicate")
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class _Durations(Collector):
+    """``pipeline_worker_handler_duration_seconds``: a histogram that takes observations in bulk.
+
+    The poll thread records the run times of a whole batch of handled records at once (one
+    lock per batch, not one per bucket per record as ``prometheus_client.Histogram`` does).
+    """
+
+    def __init__(self, name: str, doc: str, labels: list[str], buckets: tuple[float, ...]) -> None:
+        self._name, self._doc, self._labels = name, doc, labels
+        self._bounds = [*buckets, float("inf")]
+        # The ``le`` labels as prometheus_client writes them ("0.0005", "1.0", "+Inf").
+        self._les = [str(float(b)) for b in buckets] + ["+Inf"]
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+
+    def observe_many(self, labels: tuple[str, ...], seconds: list[float]) -> None:
+        """Add observations for one label set."""
+        bounds = self._bounds
+        hits = [0] * len(bounds)
+        for value in seconds:
+            hits[bisect_left(bounds, value)] += 1
+        total = sum(seconds)
+        with self._lock:
+            series = self._series.get(labels)
+            if series is None:
+                series = self._series[labels] = ([0] * len(bounds), [0.0])
+            counts = series[0]
+            for i, n in enumerate(hits):
+                if n:
+                    counts[i] += n
+            series[1][0] += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self._name, self._doc, labels=self._labels)
+        with self._lock:
+            snapshot = [(k, list(c), s[0]) for k, (c, s) in self._series.items()]
+        for labels, counts, total in snapshot:
+            cumulative, running = [], 0
+            for le, n in zip(self._les, counts, strict=True):
+                running += n
+                cumulative.append((le, float(running)))
+            family.add_metric(list(labels), cumulative, total)
+        yield family
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self._name, self._doc, labels=self._labels)
 
 
 class WorkerMetrics:
@@ -26,13 +78,13 @@ class WorkerMetrics:
             [GROUP, TOPIC, EVENT_TYPE, OUTCOME],
             registry=registry,
         )
-        self._duration = Histogram(
+        self._duration = _Durations(
             "pipeline_worker_handler_duration_seconds",
             "Handler run time per attempt.",
             [GROUP, TOPIC, EVENT_TYPE],
-            buckets=_BUCKETS,
-            registry=registry,
+            _BUCKETS,
         )
+        registry.register(self._duration)
         self._commit = Histogram(
             "pipeline_worker_commit_latency_seconds",
             "Time from a commit request to its result.",
@@ -69,25 +121,30 @@ class WorkerMetrics:
             registry=registry,
         )
         self._children: dict[tuple[str, str, str], Any] = {}
-        self._timers: dict[tuple[str, str], Any] = {}
 
-    def outcome(self, topic: str, event_type: str, outcome: str) -> None:
-        """Count one finished record."""
+    def outcome(self, topic: str, event_type: str, outcome: str, count: int = 1) -> None:
+        """Count finished records (one by default)."""
         key = (topic, event_type, outcome)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self._records.labels(
                 self.group, topic, event_type, outcome
             )
-        child.inc()
+        child.inc(count)
 
     def handled(self, topic: str, event_type: str, seconds: float) -> None:
         """Observe one handler run."""
-        key = (topic, event_type)
-        child = self._timers.get(key)
-        if child is None:
-            child = self._timers[key] = self._duration.labels(self.group, topic, event_type)
-        child.observe(seconds)
+        self._duration.observe_many((self.group, topic, event_type), [seconds])
+
+    def handled_ok(self, batch: dict[tuple[str, str], list[float]]) -> None:
+        """Count records handled successfully, with their handler run times, per topic and type.
+
+        The poll thread calls it once per batch of completions (one update per label set).
+        """
+        group, observe = self.group, self._duration.observe_many
+        for (topic, event_type), seconds in batch.items():
+            observe((group, topic, event_type), seconds)
+            self.outcome(topic, event_type, "ok", len(seconds))
 
     def committed(self, seconds: float, ok: bool) -> None:
         """Observe one commit."""

@@ -32,6 +32,13 @@ class WorkerOptions:
             new records, and pauses the partitions when that lasts ``pause_after_s``; they
             resume below half of it.
         pause_after_s: how long in-flight work may stay full before partitions are paused.
+        inline: let the poll thread run synchronous handlers itself while they are cheap and
+            CPU-bound (threads cannot run them faster, and handing records over costs more
+            than handling them). At most a few tens of milliseconds of handler work run per
+            poll; slow handlers, handlers that wait, and in-place retry backoffs run on the
+            worker threads, and while a handler is stuck on the poll thread another thread
+            polls (the rest of its batch goes to the worker threads, its key waits for it).
+            Off in exactly-once mode and with async handlers. False: always on the threads.
         batch_size: records taken per ``consume`` call.
         poll_timeout_s: the longest one ``consume`` call waits.
         commit_interval_s: commit at least this often while offsets move ...
@@ -57,6 +64,7 @@ class WorkerOptions:
     ordering: Literal["key", "partition"] = "key"
     max_in_flight: int = 2000
     pause_after_s: float = 1.0
+    inline: bool = True
     batch_size: int = 500
     poll_timeout_s: float = 0.05
     commit_interval_s: float = 1.0

@@ -15,7 +15,7 @@ from pipeline._errors import DecodeError
 from pipeline._headers import CE_ID, EXPIRES_AT, ORIGINAL_TOPIC, Headers, get_header
 
 from ._app import HandlerSpec, Worker
-from ._context import Context, RawRecord
+from ._context import Context, RawRecord, record_context
 from ._dead_letter import (
     CopyWriter,
     WriteJob,
@@ -78,30 +78,36 @@ class Processor:
         self.on_error: Callable[[BaseException], None] = lambda exc: None
 
     def __call__(self, work: Work) -> None:
+        """Handle ``work`` on a worker thread."""
         if work.part.revoked:
             self._finish(work, True)
             return
         try:
-            self._process(work)
+            resume = work.resume
+            if resume is None:
+                self._process(work, False)
+            else:
+                work.resume = None
+                self._resume(work, *resume)
         except Exception as exc:  # a bug or a broken producer: stop the worker, lose nothing
             _LOG.exception("%s: processing failed unexpectedly", work.where)
             self._finish(work, True)
             self.on_error(exc)
 
-    def _context(self, work: Work, attempt: int, headers: Headers | None = None) -> Context:
-        msg = work.msg
-        part = work.part
-        return Context(
-            msg.key(),
-            work.headers if headers is None else headers,
-            part.topic,
-            part.partition,
-            work.offset,
-            msg.timestamp()[1],
-            attempt,
-            self._group,
-            self._producer,
-        )
+    def inline(self, work: Work) -> bool:
+        """Handle ``work`` on the poll thread; False when it must go on on a worker thread.
+
+        That is when its first attempt failed and is to be retried in place after a backoff:
+        the poll thread never waits for one. ``work.resume`` then holds where to go on.
+        """
+        try:
+            self._process(work, True)
+        except Exception as exc:  # a bug or a broken producer: stop the worker, lose nothing
+            _LOG.exception("%s: processing failed unexpectedly", work.where)
+            self._finish(work, True)
+            self.on_error(exc)
+            return True
+        return work.resume is None
 
     def _spec_of(self, value: bytes) -> tuple[str, HandlerSpec | None]:
         """The subject and handler of a record value (cached per schema fingerprint)."""
@@ -115,26 +121,32 @@ class Processor:
             self._subjects[prefix] = known
         return known
 
-    def _process(self, work: Work) -> None:
+    def _process(self, work: Work, inline: bool) -> None:
         msg = work.msg
-        headers = cast(Headers, msg.headers() or [])
+        headers = cast(Headers, msg.headers())
         if headers:
             attempt = attempt_of(headers)
             if expired(get_header(headers, EXPIRES_AT), time.time_ns() // 1_000_000):
                 self._dead_letter(work, "expired", "the event expired", "", attempt, "expired", "-")
                 return
         else:
+            headers = []
             attempt = 1
         value = msg.value()
         if value is None:
-            self._tombstone(work, attempt)
+            self._tombstone(work, attempt, inline)
             return
-        window = self.dedup.get(work.part) if self.dedup else None
-        event_id = get_header(headers, CE_ID) if window is not None else None
-        if window is not None and event_id is not None and window.seen(event_id):
-            self._metrics.outcome(work.part.topic, "unknown", "duplicate")
-            self._finish(work, False)
-            return
+        seen: tuple[DedupWindow, bytes] | None = None
+        if self.dedup:
+            window = self.dedup.get(work.part)
+            event_id = get_header(headers, CE_ID) if window is not None else None
+            if window is not None and event_id is not None:
+                if window.seen(event_id):
+                    self._metrics.outcome(work.part.topic, "unknown", "duplicate")
+                    self._finish(work, False)
+                    return
+                if event_id:
+                    seen = (window, event_id)
         try:
             subject, spec = self._spec_of(value)
             event = None if spec is None else self._codec.decode(value, spec.model)
@@ -142,12 +154,11 @@ class Processor:
             self._dead_letter(work, "undecodable", str(exc), trace_of(exc), attempt)
             return
         if spec is None:
-            self._unknown(work, subject, attempt)
+            self._unknown(work, subject, attempt, inline)
             return
-        if self._invoke(work, spec, event, attempt, headers) and event_id and window is not None:
-            window.add(event_id)
+        self._invoke(work, spec, event, attempt, headers, inline, seen)
 
-    def _tombstone(self, work: Work, attempt: int) -> None:
+    def _tombstone(self, work: Work, attempt: int, inline: bool) -> None:
         topic = work.part.topic
         if topic == self._retry_topic:
             origin = get_header(work.headers, ORIGINAL_TOPIC)
@@ -158,9 +169,9 @@ class Processor:
             self._metrics.outcome(work.part.topic, "tombstone", "skipped")
             self._finish(work, False)
             return
-        self._invoke(work, spec, None, attempt)
+        self._invoke(work, spec, None, attempt, None, inline)
 
-    def _unknown(self, work: Work, subject: str, attempt: int) -> None:
+    def _unknown(self, work: Work, subject: str, attempt: int, inline: bool) -> None:
         spec = self._worker.fallback_handler
         if spec is None:
             message = f"no handler for event type {subject}"
@@ -176,7 +187,7 @@ class Processor:
             work.headers,
             msg.timestamp()[1],
         )
-        self._invoke(work, spec, raw, attempt)
+        self._invoke(work, spec, raw, attempt, None, inline)
 
     def _call(self, spec: HandlerSpec, arg: Any, ctx: Context) -> None:
         if spec.batch:  # batches of one for now: same contract, no grouping yet
@@ -196,34 +207,69 @@ class Processor:
         arg: Any,
         attempt: int,
         headers: Headers | None = None,
-    ) -> bool:
-        """Run the handler with in-place attempts; True when it succeeded."""
-        topic, label = work.part.topic, spec.event_type
+        inline: bool = False,
+        seen: tuple[DedupWindow, bytes] | None = None,
+    ) -> None:
+        """Run the handler with in-place attempts (on the poll thread: the first one only).
+
+        On success the record is finished with ``work.label`` and ``work.took`` set: the poll
+        thread counts it (outcome ``ok``, handler run time) in batches. ``seen``: remember
+        the event id once handled.
+        """
+        clock = time.perf_counter
         while True:
-            ctx = self._context(work, attempt, headers)
-            start = time.perf_counter()
+            ctx = record_context(work, attempt, headers, self._group, self._producer)
+            start = clock()
             try:
                 self._call(spec, arg, ctx)
-            except Skip:
-                self._metrics.outcome(topic, label, "skipped")
-                self._finish(work, False)
-                return False
-            except RetryLater as signal:
-                self._retry_later(work, attempt, signal.delay, label)
-                return False
-            except DeadLetter as signal:
-                self._dead_letter(work, "dead_letter", signal.reason, "", attempt, label=label)
-                return False
             except Exception as exc:
+                took = clock() - start
+                label = spec.event_type
+                self._metrics.handled(work.part.topic, label, took)
+                if isinstance(exc, (Skip, RetryLater, DeadLetter)):
+                    self._signalled(work, exc, attempt, label)
+                    return
+                if inline and self._in_place_next(exc, attempt):
+                    work.resume = (spec, arg, attempt, headers, seen, exc)
+                    return
                 if self._again_in_place(work, exc, attempt, label):
                     attempt += 1
                     continue
-                return False
-            finally:
-                self._metrics.handled(topic, label, time.perf_counter() - start)
-            self._metrics.outcome(topic, label, "ok")
+                return
+            work.took = clock() - start
+            work.label = spec.event_type
+            if seen is not None:
+                seen[0].add(seen[1])
             self._finish(work, False)
-            return True
+            return
+
+    def _resume(
+        self,
+        work: Work,
+        spec: HandlerSpec,
+        arg: Any,
+        attempt: int,
+        headers: Headers | None,
+        seen: tuple[DedupWindow, bytes] | None,
+        exc: Exception,
+    ) -> None:
+        """Go on after a first attempt on the poll thread failed: back off, then retry here."""
+        if self._again_in_place(work, exc, attempt, spec.event_type):
+            self._invoke(work, spec, arg, attempt + 1, headers, False, seen)
+
+    def _signalled(self, work: Work, signal: Exception, attempt: int, label: str) -> None:
+        if isinstance(signal, RetryLater):
+            self._retry_later(work, attempt, signal.delay, label)
+        elif isinstance(signal, DeadLetter):
+            self._dead_letter(work, "dead_letter", signal.reason, "", attempt, label=label)
+        else:  # Skip
+            self._metrics.outcome(work.part.topic, label, "skipped")
+            self._finish(work, False)
+
+    def _in_place_next(self, exc: Exception, attempt: int) -> bool:
+        """Whether the next attempt after this failure runs in place (after a backoff)."""
+        policy = self._policy
+        return policy.retryable(exc) and not policy.exhausted(attempt) and policy.in_place(attempt)
 
     def _again_in_place(self, work: Work, exc: Exception, attempt: int, label: str) -> bool:
         """Decide after a failure: True to retry in place now; else the record is handed off."""

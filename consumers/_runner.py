@@ -30,6 +30,20 @@ __all__ = ["Runner"]
 
 _LOG = logging.getLogger("consumers")
 _HEALTH_STALE_S = 30.0
+# Handling records on the poll thread (``WorkerOptions.inline``): the handler time one poll may
+# spend there; the average run time per record above which records go to the worker threads
+# (a batch then fits the budget); the share of that time a handler must spend on the CPU (one
+# that waits is better run by several threads; other processes take a share too); how long
+# after falling back to the threads to look again; how long to wait for the threads to finish
+# their records first.
+_INLINE_BUDGET_S = 0.05
+_INLINE_ITEM_S = 0.0001
+_INLINE_CPU = 0.35
+_INLINE_RETRY_S = 1.0
+_INLINE_SWITCH_S = 0.1
+# A handler running this long on the poll thread is stuck: another thread takes over polling
+# (and queues the rest of the batch for the worker threads) until it returns.
+_INLINE_STUCK_S = 0.15
 
 
 class Runner:
@@ -53,6 +67,22 @@ class Runner:
         self._error: BaseException | None = None
         self._consumer: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._inline_on = False  # the poll thread may run handlers (set up in _build)
+        self._inline = False  # ... and does now (once the threads have nothing left)
+        self._inline_after = 0.0  # when to look again whether it should
+        self._switch_until = 0.0  # how long to wait for the threads before going inline
+        self._item_s = 0.0  # handler time per record on the poll thread (moving average)
+        self._cpu_share = 1.0  # ... and the share of it spent on the CPU
+        self._warm = False  # whether a batch ran on the poll thread yet
+        # The batch being handled on the poll thread, the index of the record in hand, and
+        # when the batch started; a watchdog thread polls instead while a handler is stuck.
+        self._role = threading.Lock()
+        self._batch: list[tuple[Any, Work]] | None = None
+        self._pos = 0
+        self._batch_since = 0.0
+        self._takeover = False
+        self._want_back = False
+        self._back = threading.Event()
 
     # -- health -------------------------------------------------------------------------------
 
@@ -107,6 +137,11 @@ class Runner:
         self.executor: KeyedExecutor[Work] = KeyedExecutor(
             self.processor, options.concurrency, name=f"worker-{worker.group}"
         )
+        self._inline_on = self._inline = (
+            options.inline and self._loop is None and not options.exactly_once
+        )
+        if self._inline_on:
+            threading.Thread(target=self._watch, name="worker-watchdog", daemon=True).start()
         self._consumer = Consumer(self._consumer_config())
         self.committer = Committer(self._consumer, self.metrics)
         self.committer.lookup = self._parts.get
@@ -155,7 +190,26 @@ class Runner:
         self._heartbeat = now = time.monotonic()
         options = self.options
         room = options.max_in_flight - self._in_flight
-        if room <= 0 and not self._paused:
+        if (
+            self._inline_on
+            and not self._inline
+            and not self._takeover
+            and now >= self._inline_after
+        ):
+            if self.executor.cheap(_INLINE_ITEM_S, _INLINE_CPU):
+                self._inline = True  # once the threads are done with what they have
+                self._switch_until = now + _INLINE_SWITCH_S
+            else:
+                self._inline_after = now + _INLINE_RETRY_S
+        if self._inline and self.executor.busy_keys:
+            # Going inline: records of a key must not overtake the ones the threads still
+            # have, so wait (briefly: they are cheap) for the threads to finish them.
+            if now < self._switch_until:
+                self._room.wait(options.poll_timeout_s)
+                self._room.clear()
+            else:
+                self._fall_back(now)
+        elif room <= 0 and not self._paused:
             # Full: wait for room without consuming, so prefetched records stay queued in
             # librdkafka. Only a stall longer than pause_after_s pauses the partitions (pausing
             # drops what was prefetched); the loop then polls again, so the group never waits.
@@ -177,7 +231,7 @@ class Runner:
         self.committer.maybe_commit(self._parts.values(), options)
 
     def dispatch(self, messages: list[Message]) -> None:
-        """Hand records to the keyed executor (poll thread)."""
+        """Hand records to the keyed executor, or handle them here (poll thread)."""
         parts = self._parts
         by_partition = self.options.ordering == "partition"
         batch: list[tuple[Any, Work]] = []
@@ -199,7 +253,104 @@ class Runner:
             key = part if by_partition else msg.key()
             append((None if key is None else (part, key), Work(part, msg, offset)))
         self._in_flight += len(batch)
-        self.executor.submit_many(batch)
+        if self._inline and not self._takeover and not self.executor.busy_keys:
+            self._run_inline(batch)
+        else:
+            self.executor.submit_many(batch)
+
+    def _run_inline(self, batch: list[tuple[Any, Work]]) -> None:
+        """Handle a batch on the poll thread, within a time budget; the threads get the rest.
+
+        Falls back to the threads when the handlers turn out slow or waiting, and when a
+        record's retry has to wait for a backoff. Should a handler get stuck, the watchdog
+        takes the batch over (see :meth:`_take_over`); this thread gets the poll loop back
+        when the handler returns.
+        """
+        run, role = self.processor.inline, self._role
+        clock = time.perf_counter
+        start, cpu = clock(), time.thread_time()
+        deadline = start + _INLINE_BUDGET_S
+        rest: list[tuple[Any, Work]] = []
+        i, count, ok, taken = 0, len(batch), True, False
+        self._batch_since = start
+        self._batch = batch
+        while True:
+            with role:  # the watchdog takes over between two checks, never during one
+                if self._takeover:  # while record i - 1 ran: it queued the rest
+                    taken = True
+                    break
+                if i == count or (i and (not ok or clock() > deadline)):
+                    rest = batch[i - 1 :] if not ok else batch[i:]
+                    self._batch = None
+                    break
+                self._pos = i
+            ok = run(batch[i][1])  # not ok: it goes on (and its key after it) on a thread
+            i += 1
+        if taken:
+            key, work = batch[i - 1]
+            self.executor.release(key, None if ok else work)
+            self._want_back = True
+            self._back.wait()  # the watchdog finishes its tick (or has stopped polling)
+            with role:
+                self._takeover = self._want_back = False
+                self._back.clear()
+            return
+        wall = clock() - start
+        if rest:
+            self.executor.submit_many(rest)  # inline again once the threads are done with it
+        ran = count - len(rest)
+        if not self._warm:  # first calls warm up (decoders are compiled): not a measure
+            self._warm = True
+        else:  # smoothed over batches: one pause does not decide
+            self._item_s += (wall / max(1, ran) - self._item_s) * 0.25
+            if wall > 0.002:  # too short to say whether the handlers wait
+                share = (time.thread_time() - cpu) / wall
+                self._cpu_share += (share - self._cpu_share) * 0.25
+        if self._item_s > _INLINE_ITEM_S or self._cpu_share < _INLINE_CPU:
+            self._fall_back(time.monotonic())
+        elif rest:
+            self._switch_until = time.monotonic() + _INLINE_SWITCH_S
+
+    def _watch(self) -> None:
+        """The watchdog: take over polling while a handler is stuck on the poll thread."""
+        stop = self._stop
+        while not stop.wait(_INLINE_STUCK_S / 3):
+            if self._batch is not None and time.perf_counter() - self._batch_since > (
+                _INLINE_STUCK_S
+            ):
+                self._take_over()
+
+    def _take_over(self) -> None:
+        """Queue the stuck batch's other records for the threads, and poll until it returns."""
+        with self._role:
+            batch = self._batch
+            if batch is None or time.perf_counter() - self._batch_since <= _INLINE_STUCK_S:
+                return
+            self._batch = None
+            self._takeover = True
+            stuck = batch[self._pos]
+            self.executor.claim(stuck[0])  # its key's later records wait for it
+            self.executor.submit_many(batch[self._pos + 1 :])
+            self._fall_back(time.monotonic())
+        _LOG.warning(
+            "%s: handler running for over %.2fs on the poll thread; polling from another "
+            "thread until it returns",
+            stuck[1].where,
+            _INLINE_STUCK_S,
+        )
+        try:
+            while not self._stop.is_set() and self._error is None and not self._want_back:
+                self._tick()
+        except Exception as exc:  # pragma: no cover - the poll loop raises nothing by design
+            self._fail(exc)
+        finally:
+            self._back.set()  # the stuck thread resets the takeover once it is back
+
+    def _fall_back(self, now: float) -> None:
+        """Hand records to the worker threads again (for a while at least)."""
+        self._inline = False
+        self._inline_after = now + _INLINE_RETRY_S
+        self._item_s, self._cpu_share = 0.0, 1.0  # the threads' measure brings it back
 
     def _finish(self, work: Work, dropped: bool) -> None:
         """Called from worker and delivery threads: hand the completion to the poll thread."""
@@ -209,18 +360,37 @@ class Runner:
             room.set()
 
     def drain(self) -> int:
-        """Apply completions (poll thread); return how many."""
+        """Apply completions (poll thread); return how many.
+
+        Records handled successfully are counted here too (outcome ``ok`` and handler run
+        time), once per batch of completions rather than once per record on every thread.
+        """
         done, parts, count = self._done, self._parts, 0
+        handled: dict[tuple[str, str], list[float]] = {}
+        last: PartitionState | None = None
+        owned = False
         while done:
             work, dropped = done.popleft()
             part = work.part
             part.in_flight -= 1
             count += 1
-            if not dropped and parts.get((part.topic, part.partition)) is part:
+            label = work.label
+            if label is not None:
+                times = handled.get((part.topic, label))
+                if times is None:
+                    handled[(part.topic, label)] = [work.took]
+                else:
+                    times.append(work.took)
+            if part is not last:
+                last, owned = part, parts.get((part.topic, part.partition)) is part
+            if not dropped and owned:
                 part.tracker.complete(work.offset)
-        self._in_flight -= count
+        if count:
+            self._in_flight -= count
+            self.committer.finished(count)
+            if handled:
+                self.metrics.handled_ok(handled)
         self.executor.poke()
-        self.committer.finished(count)
         self.metrics.in_flight.set(self._in_flight)
         return count
 

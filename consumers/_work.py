@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pipeline._headers import ATTEMPT, Headers, get_header
 
@@ -26,14 +26,23 @@ def attempt_of(headers: Headers) -> int:
 
 
 class Work:
-    """A record on its way through the worker; ``part`` identifies the assignment it came from."""
+    """A record on its way through the worker; ``part`` identifies the assignment it came from.
 
-    __slots__ = ("msg", "offset", "part")
+    ``label`` and ``took`` are set when the handler succeeded: the poll thread counts the
+    record (outcome ``ok``) and its handler run time when it takes the completion, in
+    batches. ``resume`` holds a failed first attempt that is to be retried in place on a
+    worker thread (a record handled on the poll thread never waits for a backoff there).
+    """
+
+    __slots__ = ("label", "msg", "offset", "part", "resume", "took")
 
     def __init__(self, part: PartitionState, msg: Message, offset: int) -> None:
         self.part = part
         self.msg = msg
         self.offset = offset
+        self.label: str | None = None
+        self.took = 0.0
+        self.resume: Any = None
 
     @property
     def headers(self) -> Headers:

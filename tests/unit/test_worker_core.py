@@ -148,3 +148,92 @@ def test_keyed_executor_keeps_key_order_and_runs_keys_in_parallel() -> None:
     assert all(seq == list(range(25)) for seq in seen.values())
     assert peak[0] > 1
     assert executor.busy_keys == 0
+
+
+def test_keyed_executor_claimed_key_waits_for_release() -> None:
+    ran: list[int] = []
+    finished = threading.Event()
+
+    def run(item: int) -> None:
+        ran.append(item)
+        if len(ran) == 4:
+            finished.set()
+
+    executor: KeyedExecutor[int] = KeyedExecutor(run, concurrency=2)
+    try:
+        executor.claim("k")  # its item runs elsewhere (on the poll thread)
+        executor.submit_many([("k", 2), ("k", 3), ("other", 10)])
+        deadline = time.monotonic() + 5
+        while 10 not in ran and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert ran == [10]  # the claimed key's items wait ...
+        executor.release("k", 1)  # ... until the claim ends, after the item handed back
+        assert finished.wait(5)
+    finally:
+        executor.shutdown()
+    assert ran == [10, 1, 2, 3]
+    assert executor.busy_keys == 0
+
+
+def test_handler_durations_match_a_prometheus_histogram() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from consumers._metrics import _BUCKETS, WorkerMetrics
+
+    values = [0.0001, 0.0005, 0.0007, 0.001, 0.003, 0.2, 31.0, 0.0005]
+    ours = CollectorRegistry()
+    metrics = WorkerMetrics(ours, "g")
+    metrics.handled_ok({("t", "e"): values[:5]})
+    for value in values[5:]:
+        metrics.handled("t", "e", value)
+    theirs = CollectorRegistry()
+    histogram = Histogram(
+        "pipeline_worker_handler_duration_seconds",
+        "x",
+        ["group", "topic", "event_type"],
+        buckets=_BUCKETS,
+        registry=theirs,
+    )
+    for value in values:
+        histogram.labels("g", "t", "e").observe(value)
+    labels = {"group": "g", "topic": "t", "event_type": "e"}
+    name = "pipeline_worker_handler_duration_seconds"
+    for le in [*(str(float(b)) for b in _BUCKETS), "+Inf"]:
+        key = f"{name}_bucket"
+        assert ours.get_sample_value(key, {**labels, "le": le}) == theirs.get_sample_value(
+            key, {**labels, "le": le}
+        ), le
+    for suffix in ("_count", "_sum"):
+        assert ours.get_sample_value(name + suffix, labels) == pytest.approx(
+            theirs.get_sample_value(name + suffix, labels)
+        )
+    assert ours.get_sample_value("pipeline_worker_records_total", {**labels, "outcome": "ok"}) == 5
+
+
+def test_record_context_reads_the_record_and_acts_as_a_context() -> None:
+    import copy
+    import dataclasses
+    import pickle
+
+    from confluent_kafka import Message
+
+    from consumers import Context
+    from consumers._context import record_context
+    from consumers._work import Work
+
+    msg = Message(topic="t", partition=2, offset=7, key=b"k", value=b"v", headers=[("h", b"1")])
+    work = Work(PartitionState("t", 2), msg, 7)
+    ctx = record_context(work, 3, None, "g", None)  # type: ignore[arg-type]
+    plain = Context(b"k", [("h", b"1")], "t", 2, 7, msg.timestamp()[1], 3, "g", None)  # type: ignore[arg-type]
+    assert isinstance(ctx, Context)
+    assert ctx == plain
+    assert plain == ctx
+    assert repr(ctx) == repr(plain)
+    assert (ctx.header("h"), ctx.where) == (b"1", "t[2]@7")
+    assert copy.copy(ctx) == plain
+    assert pickle.loads(pickle.dumps(ctx)) == plain
+    replaced = dataclasses.replace(ctx, attempt=4)
+    assert type(replaced) is Context
+    assert (replaced.attempt, replaced.key) == (4, b"k")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.attempt = 5  # type: ignore[misc]
