@@ -302,3 +302,45 @@ def test_unwritable_dlq_blocks_the_commit_until_repaired(
         wait_until(lambda: committed(bootstrap_servers, group, topic, 1) == [1], timeout=20)
     assert len(dlq) == 1
     assert dlq[0].key() == b"k"
+
+
+def test_deleted_dlq_blocks_the_commit_until_recreated(
+    bootstrap_servers: str, unique: Callable[[str], str]
+) -> None:
+    topic, group = unique("wk-dlqgone"), unique("wk-g")
+    create_topics(bootstrap_servers, [topic], partitions=1)
+    worker = make_worker(
+        bootstrap_servers,
+        topic,
+        group,
+        retry=RetryPolicy(max_attempts=1),
+        write_backoff=exponential(0.2, 2.0, 1.0, jitter=0),
+    )
+
+    @worker.handler(ReminderDue)
+    def handle(event: ReminderDue, ctx: Context) -> None:
+        raise DeadLetter("always")
+
+    from consumers import ensure_worker_topics
+
+    settings = settings_for(bootstrap_servers)
+    ensure_worker_topics(settings, group, partitions=1)
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin.delete_topics([worker.dlq_topic])[worker.dlq_topic].result(timeout=30)
+    wait_until(
+        lambda: worker.dlq_topic not in admin.list_topics(timeout=10).topics, timeout=30
+    )  # the broker does not auto-create topics, so the DLQ stays gone until we recreate it
+    send(bootstrap_servers, topic, ("k", reminder("k", 0, "lost?")))
+    with running(worker, create=False) as state:
+        wait_until(
+            lambda: (
+                state.sample("pipeline_worker_write_failures_total", topic=worker.dlq_topic) >= 2
+            ),
+            timeout=60,
+        )
+        assert committed(bootstrap_servers, group, topic, 1)[0] < 1  # not past the record
+        ensure_worker_topics(settings, group, partitions=1)  # the repair: recreate the DLQ
+        dlq = read_topic(bootstrap_servers, worker.dlq_topic, 1, timeout=60, idle=1.0)
+        wait_until(lambda: committed(bootstrap_servers, group, topic, 1) == [1], timeout=30)
+    assert len(dlq) == 1
+    assert dlq[0].key() == b"k"
