@@ -21,15 +21,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ._avro_codegen import RecordCompiler, Unsupported
+
 __all__ = ["Reader", "compile_reader"]
 
 Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
 
 _MAX_VARINT_BYTES = 10
-
-
-class Unsupported(Exception):
-    """The schema uses something the generated reader does not cover."""
 
 
 def _long(data: bytes, pos: int) -> tuple[int, int]:
@@ -96,10 +94,11 @@ def _min_size(avro: Any, named: dict[str, Any], seen: frozenset[str] = frozenset
     return 1
 
 
-class _Generator:
+class _Generator(RecordCompiler):
+    kind = "reader"
+
     def __init__(self, named: dict[str, Any]) -> None:
-        self.named = named
-        self.ns: dict[str, Any] = {
+        helpers = {
             "_long": _long,
             "_float": struct.Struct("<f").unpack_from,
             "_double": struct.Struct("<d").unpack_from,
@@ -111,31 +110,16 @@ class _Generator:
             "_time_millis": _time_millis,
             "_time_micros": _time_micros,
         }
-        self.records: dict[str, str] = {}
-        self.count = 0
+        super().__init__(named, helpers)
 
-    def fresh(self, prefix: str) -> str:
-        self.count += 1
-        return f"{prefix}{self.count}"
-
-    def bind(self, prefix: str, value: Any) -> str:
-        name = self.fresh(prefix)
-        self.ns[name] = value
-        return name
-
-    def record(self, avro: dict[str, Any]) -> str:
-        """Name of the generated ``(d, p, L) -> (dict, p)`` function of a record."""
-        full = avro["name"]
-        if full in self.records:
-            return self.records[full]
-        name = self.records[full] = self.fresh("rec")
+    def record_source(self, name: str, avro: dict[str, Any]) -> list[str]:
+        """``name(d, p, L) -> (dict, p)`` reads a record from ``d`` at ``p`` (``L = len(d)``)."""
         lines = [f"def {name}(d, p, L):", "    o = {}"]
         for field in avro["fields"]:
             lines += [f"    {line}" for line in self.value(field["type"], 0)]
             lines.append(f"    o[{field['name']!r}] = v")
         lines.append("    return o, p")
-        exec(compile("\n".join(lines), f"<pipeline avro reader {full}>", "exec"), self.ns)
-        return name
+        return lines
 
     @staticmethod
     def long() -> list[str]:
@@ -284,12 +268,9 @@ def compile_reader(avro: dict[str, Any], named: dict[str, Any]) -> Reader | None
         avro: a record schema as fastavro's ``parse_schema`` returns it.
         named: the named types it may refer to by name.
     """
-    generator = _Generator(named)
-    try:
-        record = generator.record(avro)
-    except Unsupported:
-        return None
-    source = f"def read(d, p):\n    return {record}(d, p, len(d))"
-    exec(compile(source, f"<pipeline avro reader {avro['name']}>", "exec"), generator.ns)
-    reader: Reader = generator.ns["read"]
+    reader: Reader | None = _Generator(named).entry(
+        avro,
+        lambda record: ["def read(d, p):", f"    return {record}(d, p, len(d))"],
+        "read",
+    )
     return reader

@@ -22,15 +22,13 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from ._avro_codegen import RecordCompiler, Unsupported
+
 __all__ = ["compile_writer"]
 
 Writer = Callable[[dict[str, Any], bytes], bytes]
 
 _TABLE_SIZE = 1 << 14  # zig-zag values below this come from a table (1 or 2 bytes)
-
-
-class Unsupported(Exception):
-    """The schema uses something the generated writer does not cover."""
 
 
 def _varint(zigzag: int) -> bytes:
@@ -98,10 +96,11 @@ def _uuid(value: Any) -> str:
     raise TypeError(f"{value!r} is not a UUID")
 
 
-class _Generator:
+class _Generator(RecordCompiler):
+    kind = "writer"
+
     def __init__(self, named: dict[str, Any]) -> None:
-        self.named = named
-        self.ns: dict[str, Any] = {
+        helpers = {
             "_V": _VARINTS,
             "_T": _TABLE_SIZE,
             "_long": _long,
@@ -114,32 +113,17 @@ class _Generator:
             "_float": struct.Struct("<f").pack,
             "_double": struct.Struct("<d").pack,
         }
-        self.records: dict[str, str] = {}
-        self.count = 0
+        super().__init__(named, helpers)
 
-    def fresh(self, prefix: str) -> str:
-        self.count += 1
-        return f"{prefix}{self.count}"
-
-    def bind(self, prefix: str, value: Any) -> str:
-        name = self.fresh(prefix)
-        self.ns[name] = value
-        return name
-
-    def record(self, avro: dict[str, Any]) -> str:
-        """Name of the generated ``(datum, a)`` function of a record (memoised: recursion)."""
-        full = avro["name"]
-        if full in self.records:
-            return self.records[full]
-        name = self.records[full] = self.fresh("rec")
+    def record_source(self, name: str, avro: dict[str, Any]) -> list[str]:
+        """``name(d, a)`` appends the encoding of record datum ``d`` through ``a``."""
         lines = [f"def {name}(d, a):"]
         for field in avro["fields"]:
             lines.append(f"    v = d[{field['name']!r}]")
             lines += [f"    {line}" for line in self.value(field["type"], "v", 0)]
         if len(lines) == 1:
             lines.append("    pass")
-        exec(compile("\n".join(lines), f"<pipeline avro writer {full}>", "exec"), self.ns)
-        return name
+        return lines
 
     def value(self, avro: Any, var: str, depth: int) -> list[str]:
         """Statements appending the encoding of ``var`` (of type ``avro``) through ``a``."""
@@ -248,19 +232,14 @@ def compile_writer(avro: dict[str, Any], named: dict[str, Any]) -> Writer | None
         avro: a record schema as fastavro's ``parse_schema`` returns it.
         named: the named types it may refer to by name.
     """
-    generator = _Generator(named)
-    try:
-        record = generator.record(avro)
-    except Unsupported:
-        return None
-    source = "\n".join(
-        [
+    writer: Writer | None = _Generator(named).entry(
+        avro,
+        lambda record: [
             "def write(d, prefix):",
             "    out = [prefix]",
             f"    {record}(d, out.append)",
             "    return b''.join(out)",
-        ]
+        ],
+        "write",
     )
-    exec(compile(source, f"<pipeline avro writer {avro['name']}>", "exec"), generator.ns)
-    writer: Writer = generator.ns["write"]
     return writer

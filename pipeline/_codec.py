@@ -325,13 +325,17 @@ def _read_body(
     where: RecordCoordinates,
     fast: Reader | None,
 ) -> dict[str, Any]:
-    if fast is not None:
-        return _read_fast(data, offset, writer, where, fast)
-    buffer = BytesIO(data)
-    buffer.seek(offset)
+    """Read the Avro body at ``offset``: generated reader if given, else fastavro (resolving)."""
+    datum: object
     try:
-        datum = schemaless_reader(buffer, writer.parsed, reader_schema)
-    except EOFError as exc:
+        if fast is not None:
+            datum, end = fast(data, offset)
+        else:
+            buffer = BytesIO(data)
+            buffer.seek(offset)
+            datum = schemaless_reader(buffer, writer.parsed, reader_schema)
+            end = buffer.tell()
+    except (EOFError, IndexError) as exc:  # IndexError: the generated reader ran off the end
         raise TruncatedRecordError(
             f"{writer.label} body ends early", data=data, coordinates=where
         ) from exc
@@ -347,36 +351,12 @@ def _read_body(
             data=data,
             coordinates=where,
         ) from exc
-    if buffer.tell() != len(data):
-        raise TruncatedRecordError(
-            f"{writer.label} body has {len(data) - buffer.tell()} trailing byte(s)",
-            data=data,
-            coordinates=where,
-        )
-    if not isinstance(datum, dict):  # pragma: no cover - event schemas are records
-        raise DecodeError(f"{writer.label} body is not a record", data=data, coordinates=where)
-    return datum
-
-
-def _read_fast(
-    data: bytes, offset: int, writer: SchemaVersion, where: RecordCoordinates, read: Reader
-) -> dict[str, Any]:
-    try:
-        datum, end = read(data, offset)
-    except (EOFError, IndexError) as exc:  # IndexError: a read one byte past the end
-        raise TruncatedRecordError(
-            f"{writer.label} body ends early", data=data, coordinates=where
-        ) from exc
-    except Exception as exc:  # corrupt bodies surface as many types (UnicodeDecodeError, ...)
-        raise DecodeError(
-            f"{writer.label} body is corrupt: {type(exc).__name__}: {exc}",
-            data=data,
-            coordinates=where,
-        ) from exc
     if end != len(data):
         raise TruncatedRecordError(
             f"{writer.label} body has {len(data) - end} trailing byte(s)",
             data=data,
             coordinates=where,
         )
+    if not isinstance(datum, dict):  # pragma: no cover - event schemas are records
+        raise DecodeError(f"{writer.label} body is not a record", data=data, coordinates=where)
     return datum

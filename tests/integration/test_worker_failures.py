@@ -11,7 +11,16 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
-from consumers import Context, DeadLetter, RetryLater, RetryPolicy, Skip, Worker, exponential
+from consumers import (
+    Context,
+    DeadLetter,
+    RetryLater,
+    RetryPolicy,
+    Skip,
+    Worker,
+    ensure_worker_topics,
+    exponential,
+)
 from pipeline._demo_events import ReminderDue
 from pipeline._headers import (
     ATTEMPT,
@@ -262,13 +271,11 @@ def _set_max_bytes(bootstrap: str, topic: str, value: str) -> None:
         future.result(timeout=30)
 
 
-def test_unwritable_dlq_blocks_the_commit_until_repaired(
-    bootstrap_servers: str, unique: Callable[[str], str]
-) -> None:
-    topic, group = unique("wk-dlqfull"), unique("wk-g")
-    create_topics(bootstrap_servers, [topic], partitions=1)
+def _dead_lettering_worker(bootstrap: str, topic: str, group: str) -> Worker:
+    """A worker whose handler dead-letters every record, with its topics created."""
+    create_topics(bootstrap, [topic], partitions=1)
     worker = make_worker(
-        bootstrap_servers,
+        bootstrap,
         topic,
         group,
         retry=RetryPolicy(max_attempts=1),
@@ -279,9 +286,15 @@ def test_unwritable_dlq_blocks_the_commit_until_repaired(
     def handle(event: ReminderDue, ctx: Context) -> None:
         raise DeadLetter("always")
 
-    from consumers import ensure_worker_topics
+    ensure_worker_topics(settings_for(bootstrap), group, partitions=1)
+    return worker
 
-    ensure_worker_topics(settings_for(bootstrap_servers), group, partitions=1)
+
+def test_unwritable_dlq_blocks_the_commit_until_repaired(
+    bootstrap_servers: str, unique: Callable[[str], str]
+) -> None:
+    topic, group = unique("wk-dlqfull"), unique("wk-g")
+    worker = _dead_lettering_worker(bootstrap_servers, topic, group)
     _set_max_bytes(bootstrap_servers, worker.dlq_topic, "100")  # too small for any DLQ copy
     send(bootstrap_servers, topic, ("k", reminder("k", 0, "x" * 300)))
     with running(worker, create=False) as state:
@@ -308,23 +321,8 @@ def test_deleted_dlq_blocks_the_commit_until_recreated(
     bootstrap_servers: str, unique: Callable[[str], str]
 ) -> None:
     topic, group = unique("wk-dlqgone"), unique("wk-g")
-    create_topics(bootstrap_servers, [topic], partitions=1)
-    worker = make_worker(
-        bootstrap_servers,
-        topic,
-        group,
-        retry=RetryPolicy(max_attempts=1),
-        write_backoff=exponential(0.2, 2.0, 1.0, jitter=0),
-    )
-
-    @worker.handler(ReminderDue)
-    def handle(event: ReminderDue, ctx: Context) -> None:
-        raise DeadLetter("always")
-
-    from consumers import ensure_worker_topics
-
+    worker = _dead_lettering_worker(bootstrap_servers, topic, group)
     settings = settings_for(bootstrap_servers)
-    ensure_worker_topics(settings, group, partitions=1)
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     admin.delete_topics([worker.dlq_topic])[worker.dlq_topic].result(timeout=30)
     wait_until(

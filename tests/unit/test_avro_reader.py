@@ -17,7 +17,7 @@ from pipeline._avro_reader import compile_reader
 from pipeline._convert import bind
 
 from .codec_samples import catalog, samples
-from .test_avro_writer import KITCHEN_SINK, SINK_DATUMS, VALID
+from .test_avro_writer import KITCHEN_SINK, SINK_DATUMS, VALID, one_field
 
 _NAMED: dict[str, Any] = {}
 _SINK = parse_schema(KITCHEN_SINK, named_schemas=_NAMED)
@@ -69,15 +69,7 @@ def test_example_schemas_read_like_fastavro(event: Any) -> None:
 
 
 def test_negative_block_counts_are_read() -> None:
-    named: dict[str, Any] = {}
-    schema = parse_schema(
-        {
-            "type": "record",
-            "name": "t.A",
-            "fields": [{"name": "a", "type": {"type": "array", "items": "long"}}],
-        },
-        named_schemas=named,
-    )
+    schema, named = one_field({"type": "array", "items": "long"}, name="a")
     reader = compile_reader(schema, named)
     assert reader is not None
     # one block of -2 items with its byte size (2), then the end marker
@@ -104,15 +96,7 @@ def test_truncated_records_raise_eof(data: st.DataObject) -> None:
 
 
 def test_huge_counts_are_refused_before_allocating() -> None:
-    named: dict[str, Any] = {}
-    schema = parse_schema(
-        {
-            "type": "record",
-            "name": "t.B",
-            "fields": [{"name": "a", "type": {"type": "array", "items": "string"}}],
-        },
-        named_schemas=named,
-    )
+    schema, named = one_field({"type": "array", "items": "string"}, name="a")
     reader = compile_reader(schema, named)
     assert reader is not None
     with pytest.raises(EOFError):
@@ -120,13 +104,5 @@ def test_huge_counts_are_refused_before_allocating() -> None:
 
 
 def test_zero_size_items_fall_back_to_fastavro() -> None:
-    named: dict[str, Any] = {}
-    schema = parse_schema(
-        {
-            "type": "record",
-            "name": "t.C",
-            "fields": [{"name": "a", "type": {"type": "array", "items": "null"}}],
-        },
-        named_schemas=named,
-    )
+    schema, named = one_field({"type": "array", "items": "null"}, name="a")
     assert compile_reader(schema, named) is None

@@ -136,6 +136,13 @@ VALID: dict[str, Any] = {
 }
 
 
+def one_field(field_type: Any, name: str = "x") -> tuple[dict[str, Any], dict[str, Any]]:
+    """A parsed record schema with one field of ``field_type``, and its named types."""
+    named: dict[str, Any] = {}
+    record = {"type": "record", "name": "test.One", "fields": [{"name": name, "type": field_type}]}
+    return parse_schema(record, named_schemas=named), named
+
+
 def _fastavro(schema: dict[str, Any], datum: dict[str, Any]) -> bytes:
     buffer = BytesIO()
     schemaless_writer(buffer, schema, datum)
@@ -205,24 +212,12 @@ def test_wrong_values_raise(field: str, value: Any) -> None:
     ],
 )
 def test_unsupported_schemas_fall_back(field_type: Any) -> None:
-    named: dict[str, Any] = {}
-    schema = parse_schema(
-        {"type": "record", "name": "test.Odd", "fields": [{"name": "x", "type": field_type}]},
-        named_schemas=named,
-    )
+    schema, named = one_field(field_type)
     assert compile_writer(schema, named) is None
 
 
 def test_uuid_objects_and_strings_write_alike() -> None:
-    named: dict[str, Any] = {}
-    schema = parse_schema(
-        {
-            "type": "record",
-            "name": "test.U",
-            "fields": [{"name": "u", "type": {"type": "string", "logicalType": "uuid"}}],
-        },
-        named_schemas=named,
-    )
+    schema, named = one_field({"type": "string", "logicalType": "uuid"}, name="u")
     writer = compile_writer(schema, named)
     assert writer is not None
     value = uuid.uuid4()
