@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
+from pipeline._dlq import dlq_topic, retry_topic
 from pipeline._errors import ConfigError
 from pipeline._events import Event
 from pipeline._settings import Settings
@@ -95,12 +96,12 @@ class Worker:
     @property
     def retry_topic(self) -> str:
         """Where retries of this group go (``<group>.retry`` by default)."""
-        return self.options.retry_topic or f"{self.group}.retry"
+        return self.options.retry_topic or retry_topic(self.group)
 
     @property
     def dlq_topic(self) -> str:
         """Where dead letters of this group go (``<group>.dlq`` by default)."""
-        return self.options.dlq_topic or f"{self.group}.dlq"
+        return self.options.dlq_topic or dlq_topic(self.group)
 
     def configure(self, **overrides: Any) -> None:
         """Replace some options (used by the CLI for ``--concurrency`` and friends)."""

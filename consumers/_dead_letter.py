@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from pipeline._dlq import ERROR_HEADERS
 from pipeline._errors import PipelineError
 from pipeline._headers import (
     ATTEMPT,
@@ -45,7 +46,7 @@ __all__ = ["CopyWriter", "WriteJob", "dead_letter_headers", "retry_headers"]
 _LOG = logging.getLogger("consumers")
 MESSAGE_LIMIT = 1024
 TRACE_LIMIT = 8192
-_STALE = frozenset({ATTEMPT, ERROR_TYPE, ERROR_MESSAGE, ERROR_TRACE, FAILED_AT})
+_STALE = ERROR_HEADERS | {ATTEMPT}  # a new failure replaces these
 
 
 def _truncate(text: str, limit: int) -> bytes:

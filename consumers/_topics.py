@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pipeline._dlq import dlq_topic as default_dlq_topic
+from pipeline._dlq import retry_topic as default_retry_topic
 from pipeline._settings import Settings
 from pipeline._topics import TopicReport, TopicSpec, ensure_topics
 
@@ -18,9 +20,9 @@ def worker_topic_specs(
 ) -> list[TopicSpec]:
     """Specs of the group's retry and dead-letter topics (the DLQ keeps records 30 days)."""
     return [
-        TopicSpec(retry_topic or f"{group}.retry", partitions, replication_factor),
+        TopicSpec(retry_topic or default_retry_topic(group), partitions, replication_factor),
         TopicSpec(
-            dlq_topic or f"{group}.dlq",
+            dlq_topic or default_dlq_topic(group),
             partitions,
             replication_factor,
             configs={"retention.ms": str(30 * 24 * 3600 * 1000)},

@@ -25,7 +25,7 @@ def _common(fn: Any) -> Any:
     options = [
         click.option(
             "--topic",
-            default="pipeline.scheduler",
+            default=SchedulerConfig.topic,
             show_default=True,
             envvar="PIPELINE_SCHEDULER_TOPIC",
             help="Where delayed records enter.",
@@ -39,7 +39,7 @@ def _common(fn: Any) -> Any:
         ),
         click.option(
             "--dlq-topic",
-            default="pipeline.scheduler.dlq",
+            default=SchedulerConfig.dlq_topic,
             show_default=True,
             envvar="PIPELINE_SCHEDULER_DLQ_TOPIC",
             help="Dead letters of the scheduler.",

@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
 from consumers import ensure_worker_topics
+from pipeline._dlq import dlq_topic, retry_topic
 from pipeline._errors import PipelineError
 from pipeline._settings import Settings, load_settings
 from pipeline.lag import LagOptions, LagPoller
@@ -122,7 +123,7 @@ class Demo:
         topics = []
         for group in self.names.worker_groups:
             report = ensure_worker_topics(self.settings, group, partitions=self.args.partitions)
-            topics += [f"{group}.retry", f"{group}.dlq"]
+            topics += [retry_topic(group), dlq_topic(group)]
             for topic in report.created:
                 console.print(f"    created topic {topic}")
         admin = AdminClient(self.settings.admin_config())

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from pipeline._codec import Codec
 from pipeline._demo_events import OrderPlaced, PaymentCaptured, ReminderDue, ShipmentRequested
+from pipeline._dlq import dlq_topic, retry_topic
 from pipeline._errors import DecodeError, PipelineError
 from pipeline._headers import DELIVERED_AT, ERROR_TYPE, Headers, get_header
 from pipeline._settings import Settings
@@ -75,8 +76,8 @@ class Tally:
             n.reminders: "reminders",
         }
         for group in n.worker_groups:
-            kinds[f"{group}.retry"] = f"retry:{group}"
-            kinds[f"{group}.dlq"] = f"dlq:{group}"
+            kinds[retry_topic(group)] = f"retry:{group}"
+            kinds[dlq_topic(group)] = f"dlq:{group}"
         return kinds
 
     def mark_start(self) -> None:
