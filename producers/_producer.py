@@ -201,20 +201,6 @@ class EventProducer:
         """
         if isinstance(key, str):
             key = key.encode()
-        if not headers and on_delivery is None and deliver_at is None and delay is None:
-            # The forwarding fast path: one future, one produce call, nothing else per record.
-            client = self._holder.ready
-            if client is not None and len(value or b"") + len(key or b"") <= self._size_check_above:
-                future = DeliveryFuture(self.metrics)
-                try:
-                    client.produce(topic, value, key, on_delivery=future.report)
-                except (BufferError, KafkaException):
-                    pass  # not queued: the general path below waits for room or raises
-                else:
-                    self._sends += 1
-                    if not self._sends & INLINE_POLL_MASK:
-                        self._holder.serve(client)
-                    return future
         record_headers = _normalise_headers(headers) if headers else None
         if deliver_at is not None or delay is not None:
             record_headers = record_headers or []
