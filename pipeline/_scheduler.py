@@ -269,9 +269,7 @@ class Scheduler(CommitMixin):
         if self._heartbeat > self._live_until:
             self._live.clear()  # ask TopicExistence again: a target may have been deleted
             self._live_until = self._heartbeat + _LIVE_TARGETS_S
-        if self._stamp_ms != now:
-            self._stamp_ms, self._stamp = now, (DELIVERED_AT, str(now).encode())
-        stamp, live, route = self._stamp, self._live, self._route
+        stamp, live, route = self._delivered_stamp(now), self._live, self._route
         produce = self._producer.produce
         scheduler_headers = SCHEDULER_HEADERS
         dues: list[int] = []
@@ -406,10 +404,8 @@ class Scheduler(CommitMixin):
         if due <= now:
             if self._held.next_due_before(now):
                 self._forward_due(now)  # held records due earlier (or equal, entered first) first
-            if self._stamp_ms != now:
-                self._stamp_ms, self._stamp = now, (DELIVERED_AT, str(now).encode())
             kept = [h for h in headers if h[0] not in SCHEDULER_HEADERS] if headers else []
-            kept.append(self._stamp)
+            kept.append(self._delivered_stamp(now))
             self.metrics.forwarded((now - due) / 1000)
             key, value = msg.key(), msg.value()
             self._produce(target, value, key, kept, -1, 0, self._errback(part))
@@ -447,6 +443,12 @@ class Scheduler(CommitMixin):
                 self._send(self._as_dead_letter(out, origin, reason, text, now))
                 continue
             self._forward(out)
+
+    def _delivered_stamp(self, now: int) -> tuple[str, bytes]:
+        """The delivered-at header for records forwarded at ``now`` (built once per ms)."""
+        if self._stamp_ms != now:
+            self._stamp_ms, self._stamp = now, (DELIVERED_AT, str(now).encode())
+        return self._stamp
 
     def _forward(self, out: Outgoing) -> None:
         sent = _now_ms()
