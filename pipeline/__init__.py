@@ -9,11 +9,13 @@ from ._codec import Codec
 from ._compat import Incompatibility, check_catalog
 from ._errors import (
     BadMagicByteError,
+    BatchDeliveryError,
     ConfigError,
     ConsumeError,
     DecodeError,
     DeliveryError,
     EncodeError,
+    FailedRecord,
     FatalProducerError,
     IncompatibleSchemaError,
     KafkaOperationError,
@@ -39,6 +41,7 @@ from ._version import __version__
 
 __all__ = [
     "BadMagicByteError",
+    "BatchDeliveryError",
     "Catalog",
     "ClientKind",
     "Codec",
@@ -50,6 +53,7 @@ __all__ = [
     "Drift",
     "EncodeError",
     "Event",
+    "FailedRecord",
     "FatalProducerError",
     "Incompatibility",
     "IncompatibleSchemaError",

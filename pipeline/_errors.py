@@ -23,6 +23,7 @@ Every error the library raises on purpose is a ``PipelineError``. Third-party ex
     │   ├── RecordTooLargeError (ValueError)
     │   ├── QueueFullError                  the local queue stayed full for max_block
     │   ├── DeliveryError                   the broker did not acknowledge a record
+    │   │   └── BatchDeliveryError          records of a send batch failed (lists them)
     │   ├── FatalProducerError              the idempotent producer hit a fatal error
     │   └── UndeliveredRecordsError         close()/flush() left records unacknowledged
     └── ConsumeError                        a worker or consumer failure
@@ -35,11 +36,13 @@ from dataclasses import dataclass
 
 __all__ = [
     "BadMagicByteError",
+    "BatchDeliveryError",
     "ConfigError",
     "ConsumeError",
     "DecodeError",
     "DeliveryError",
     "EncodeError",
+    "FailedRecord",
     "FatalProducerError",
     "IncompatibleSchemaError",
     "KafkaOperationError",
@@ -162,6 +165,30 @@ class QueueFullError(ProduceError):
 
 class DeliveryError(ProduceError):
     """The cluster did not acknowledge a record."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRecord:
+    """A record the cluster did not take, with everything needed to send it again."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]]
+    error: DeliveryError
+
+
+class BatchDeliveryError(DeliveryError):
+    """Records of a send batch were not delivered; ``failed`` lists each one."""
+
+    def __init__(self, failed: Sequence[FailedRecord], total: int) -> None:
+        self.failed = list(failed)
+        self.total = total
+        first = self.failed[0].error if self.failed else "none"
+        super().__init__(
+            f"{len(self.failed)} of {total} record(s) in the batch were not delivered "
+            f"(first: {first})"
+        )
 
 
 class FatalProducerError(ProduceError):

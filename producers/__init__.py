@@ -1,6 +1,7 @@
 """The producer SDK: typed events to Kafka, idempotent, never silent about a lost event."""
 
 from ._async import AsyncEventProducer
+from ._batch import SendBatch
 from ._delivery import DeliveryCallback, DeliveryFuture, DeliveryResult
 from ._metrics import ProducerMetrics
 from ._producer import EventProducer, Key
@@ -13,4 +14,5 @@ __all__ = [
     "EventProducer",
     "Key",
     "ProducerMetrics",
+    "SendBatch",
 ]

@@ -14,7 +14,8 @@ from confluent_kafka import KafkaError, Message
 from pipeline._events import Event
 
 from ._delivery import DeliveryResult, MetricsSink, delivery_error, result_of
-from ._producer import EventProducer, HeaderInput, Key
+from ._headers import HeaderInput
+from ._producer import EventProducer, Key
 
 __all__ = ["AsyncEventProducer"]
 

@@ -23,6 +23,9 @@ INLINE_POLL_MASK = 31  # the sending thread polls once every 32 records
 class ClientHolder:
     """Owns one ``confluent_kafka.Producer`` at a time and a thread that serves its callbacks.
 
+    With ``background=False`` there is no such thread: callbacks run only on the threads that
+    send, flush or close.
+
     Nothing touches the network until :meth:`get` is first called. A fatal error (reported by
     librdkafka's error callback) is raised once to the next caller as ``FatalProducerError``,
     and the client is replaced by a fresh one for later sends.
@@ -33,8 +36,10 @@ class ClientHolder:
         config: dict[str, Any],
         *,
         after_poll: Callable[[], None] | None = None,
+        background: bool = True,
     ) -> None:
         self._config = config
+        self._background = background
         self._after_poll = after_poll
         self._lock = threading.Lock()
         self._client: Producer | None = None
@@ -84,6 +89,8 @@ class ClientHolder:
         except KafkaException as exc:
             raise KafkaOperationError(f"creating the producer failed: {exc.args[0]}") from exc
         self.generation += 1
+        if not self._background:
+            return client
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._poll_loop, args=(client,), name="producer-poll", daemon=True

@@ -33,6 +33,7 @@ class DeliveryResult:
     timestamp_ms: int
 
 
+_Where = tuple[str, int, int, int]  # topic, partition, offset, timestamp (ms): a result's fields
 _LOCK = threading.Lock()  # guards only the rare paths: waiting and adding callbacks
 
 
@@ -51,15 +52,16 @@ class DeliveryFuture:
     (another ``ProduceError`` for local failures). It has the familiar ``done``, ``result``,
     ``exception`` and ``add_done_callback`` methods, but is lighter than a
     ``concurrent.futures.Future``: resolving it takes no lock, no condition variable is built
-    unless someone waits, and the result object is built only when asked for.
-    ``as_concurrent()`` bridges to the standard type.
+    unless someone waits, and the result object is built only when asked for. It keeps the
+    record's coordinates, not the delivered message (whose payload copy would stay alive as
+    long as the future). ``as_concurrent()`` bridges to the standard type.
     """
 
-    __slots__ = ("_callbacks", "_error", "_event", "_metrics", "_msg", "_state")
+    __slots__ = ("_callbacks", "_error", "_event", "_metrics", "_state", "_where")
 
     def __init__(self, metrics: MetricsSink | None = None) -> None:
         self._state = False
-        self._msg: Message | None = None
+        self._where: _Where | None = None
         self._error: BaseException | None = None
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[DeliveryFuture], object]] | None = None
@@ -69,9 +71,10 @@ class DeliveryFuture:
         """The librdkafka delivery callback of this record: count it, then resolve."""
         metrics = self._metrics
         if err is None:  # the hot path, with _resolve inlined
+            topic = msg.topic() or ""
             if metrics is not None:
-                metrics.delivered(msg.topic() or "", msg.latency() or 0.0)
-            self._msg = msg
+                metrics.delivered(topic, msg.latency() or 0.0)
+            self._where = (topic, msg.partition() or 0, msg.offset() or 0, msg.timestamp()[1])
             self._state = True
             if self._event is not None:
                 self._event.set()
@@ -83,9 +86,9 @@ class DeliveryFuture:
             metrics.failed(topic)
         self._resolve(None, delivery_error(err, topic, msg.key()))
 
-    def _resolve(self, msg: Message | None, error: BaseException | None) -> None:
+    def _resolve(self, where: _Where | None, error: BaseException | None) -> None:
         # Lock-free: waiters and callback adders re-check _state after publishing themselves.
-        self._msg, self._error = msg, error
+        self._where, self._error = where, error
         self._state = True
         event = self._event
         if event is not None:
@@ -101,7 +104,7 @@ class DeliveryFuture:
 
     def set_result(self, msg: Message) -> None:
         """Resolve with an acknowledged message."""
-        self._resolve(msg, None)
+        self._resolve(_where_of(msg), None)
 
     def set_exception(self, error: BaseException) -> None:
         """Resolve with a failure."""
@@ -128,8 +131,8 @@ class DeliveryFuture:
         self._wait(timeout)
         if self._error is not None:
             raise self._error
-        assert self._msg is not None
-        return result_of(self._msg)
+        assert self._where is not None
+        return DeliveryResult(*self._where)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Wait for the delivery report; return its error, or None when delivered."""
@@ -198,6 +201,8 @@ def delivery_error(err: KafkaError, topic: str, key: bytes | None) -> DeliveryEr
 
 def result_of(msg: Message) -> DeliveryResult:
     """The delivery result of an acknowledged message."""
-    return DeliveryResult(
-        msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.timestamp()[1]
-    )
+    return DeliveryResult(*_where_of(msg))
+
+
+def _where_of(msg: Message) -> _Where:
+    return (msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.timestamp()[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +19,17 @@ from pipeline._headers import (
     TRACEPARENT,
 )
 
-__all__ = ["AVRO_CONTENT_TYPE", "cloudevent_headers", "new_event_id", "traceparent"]
+__all__ = [
+    "AVRO_CONTENT_TYPE",
+    "HeaderInput",
+    "cloudevent_headers",
+    "new_event_id",
+    "traceparent",
+]
 
 AVRO_CONTENT_TYPE = b"application/avro"
+# Extra headers a caller may pass: a mapping, or (name, value) pairs; str values become UTF-8.
+HeaderInput = Mapping[str, str | bytes] | Sequence[tuple[str, str | bytes | None]] | None
 
 try:  # opentelemetry-api is optional: install the `otel` extra to propagate traces.
     from opentelemetry.propagate import inject as _otel_inject

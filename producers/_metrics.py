@@ -43,6 +43,10 @@ class ProducerMetrics(Collector):
         self._buckets[bisect_left(LATENCY_BUCKETS, latency_s)] += 1
         self._latency_sum += latency_s
 
+    def delivered_many(self, topic: str, count: int) -> None:
+        """``count`` records were acknowledged (a send batch: no latency is observed)."""
+        self.sent[topic] = self.sent.get(topic, 0) + count
+
     def failed(self, topic: str) -> None:
         """One record failed."""
         self.failed_count[topic] = self.failed_count.get(topic, 0) + 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -25,15 +25,15 @@ from pipeline._forward import produce_bounded, refused
 from pipeline._scheduler_records import SchedulerConfig, scheduled_headers
 from pipeline._settings import Settings, load_settings
 
+from ._batch import SendBatch
 from ._client import INLINE_POLL_MASK, ClientHolder
 from ._delivery import DeliveryCallback, DeliveryFuture, UserReport
-from ._headers import cloudevent_headers
+from ._headers import HeaderInput, cloudevent_headers
 from ._metrics import ProducerMetrics
 
 __all__ = ["EventProducer", "Key"]
 
 Key = bytes | str | Callable[[Any], bytes | str | None] | None
-HeaderInput = Mapping[str, str | bytes] | Sequence[tuple[str, str | bytes | None]] | None
 _Wire = list[tuple[str, str | bytes | None]]
 _DEFAULT_MAX_BYTES = 1_000_000
 _HEADER_OVERHEAD = 16  # approximate per-header framing bytes in a record batch
@@ -98,6 +98,13 @@ class EventProducer:
         self.metrics = ProducerMetrics(registry) if registry is not None else _shared_metrics()
         self.metrics.queue_depth = self.__len__
         self._holder = ClientHolder(client_config, after_poll=self._after_poll)
+        # batch() sends go through a second client that reports failures only (built lazily).
+        # No background poll thread: a batch's failure reports all run on the batch's thread.
+        self._bulk = ClientHolder(
+            {**client_config, "delivery.report.only.error": True}, background=False
+        )
+        self._batch: SendBatch | None = None
+        self._batch_lock = threading.Lock()
         self._type_headers: dict[type[Event], bytes] = {}
         self._poll_hooks: list[Callable[[], None]] = []
         self._last_report: UserReport | None = None
@@ -166,22 +173,10 @@ class EventProducer:
         For adapters (the asyncio facade) that resolve their own futures. ``report`` runs on
         the poll thread and must count the outcome in :attr:`metrics` itself.
         """
-        cls = type(event)
-        if not isinstance(event, Event):
-            raise ConfigError(f"send() takes a pipeline Event, got {cls.__name__}")
-        target = topic or cls.topic
-        if not target:
-            raise ConfigError(
-                f"no topic for {cls.__name__}: pass topic= or set `topic` on the class"
-            )
-        value = self.codec.encode(event, topic=target)
-        record_headers = cloudevent_headers(self._source, self._ce_type(cls))
-        if headers:
-            record_headers.extend(_normalise_headers(headers))
-        key_bytes = key.encode() if isinstance(key, str) else _key_bytes(key, event)
-        if deliver_at is not None or delay is not None:
-            target = self._to_scheduler(target, record_headers, deliver_at, delay)
-        self._produce(target, value, key_bytes, record_headers, report)
+        target, value, key_bytes, record_headers = self._encode(
+            event, key, topic, headers, deliver_at, delay
+        )
+        self._produce(self._holder, target, value, key_bytes, record_headers, report)
 
     def send_bytes(
         self,
@@ -197,19 +192,20 @@ class EventProducer:
         """Queue pre-encoded bytes exactly as given (no CloudEvents headers are added).
 
         This is the path for forwarding records that already carry their headers (replay,
-        redrive). Same guarantees and errors as :meth:`send`.
+        redrive). Same guarantees and errors as :meth:`send`. For many records, a
+        :meth:`batch` is cheaper: it reports failures only.
         """
         if isinstance(key, str):
             key = key.encode()
-        record_headers = _normalise_headers(headers) if headers else None
-        if deliver_at is not None or delay is not None:
-            record_headers = record_headers or []
-            topic = self._to_scheduler(topic, record_headers, deliver_at, delay)
+        record_headers = None
+        if headers or deliver_at is not None or delay is not None:
+            topic, record_headers = self._route_bytes(topic, headers, deliver_at, delay)
         if on_delivery is None:
             future = DeliveryFuture(self.metrics)
-            self._produce(topic, value, key, record_headers, future.report)
+            self._produce(self._holder, topic, value, key, record_headers, future.report)
             return future
-        self._produce(topic, value, key, record_headers, self._user_report(on_delivery))
+        report = self._user_report(on_delivery)
+        self._produce(self._holder, topic, value, key, record_headers, report)
         return None
 
     def send_many(
@@ -227,11 +223,47 @@ class EventProducer:
             futures.append(future)
         return futures
 
+    def batch(self, timeout: float = 60.0) -> SendBatch:
+        """Bulk sends whose successes are not reported one by one; failures all are.
+
+        ``with producer.batch() as batch:`` then ``batch.send(...)`` or ``batch.send_bytes(...)``
+        as often as needed; leaving the block waits up to ``timeout`` seconds for every record
+        and raises :class:`pipeline.BatchDeliveryError` listing each one that failed (with its
+        key, value and headers, ready to send again). No future or callback is created per
+        record, so this is the fast path for bulk loads, replays and copies.
+
+        Batches use a second client of this producer (same settings, idempotent, but not
+        transactional): per-key order holds within and across batches, not between a batch
+        and :meth:`send`. One batch is open at a time per producer; use another producer for
+        parallel bulk loads. Batched records count in ``pipeline_producer_records_sent`` once
+        their batch completes, and are not in the delivery-latency histogram.
+
+        Raises:
+            ConfigError: the producer is transactional (use :meth:`send` in a transaction), or
+                another batch of this producer is still open.
+        """
+        if self._holder.transactional:
+            raise ConfigError(
+                "batch() sends are not transactional; use send() inside transaction() instead"
+            )
+        with self._batch_lock:
+            if self._batch is not None and not self._batch.closed:
+                raise ConfigError(
+                    "another send batch of this producer is still open: finish it first "
+                    "(one batch at a time; use a second EventProducer for parallel loads)"
+                )
+            self._batch = SendBatch(self, self._bulk, timeout)
+            return self._batch
+
     def flush(self, timeout: float = 30.0) -> int:
         """Wait up to ``timeout`` seconds for queued records; return how many are still pending."""
-        if not self._holder.started:
-            return 0
-        return int(self._holder.get().flush(timeout))
+        deadline = time.monotonic() + timeout
+        remaining = 0
+        for holder in (self._holder, self._bulk):
+            if holder.started:
+                left = max(0.0, deadline - time.monotonic())
+                remaining += int(holder.get().flush(left))
+        return remaining
 
     def close(self, timeout: float = 30.0) -> None:
         """Flush, then release the client.
@@ -240,13 +272,15 @@ class EventProducer:
             UndeliveredRecordsError: records were still undelivered after ``timeout``; their
                 futures fail with ``DeliveryError``.
         """
+        deadline = time.monotonic() + timeout
         remaining = self._holder.close(timeout)
+        remaining += self._bulk.close(max(0.0, deadline - time.monotonic()))
         if remaining:
             raise UndeliveredRecordsError(remaining, timeout)
 
     def __len__(self) -> int:
         """Records queued locally or in flight."""
-        return len(self._holder.get()) if self._holder.started else 0
+        return sum(len(h.get()) for h in (self._holder, self._bulk) if h.started)
 
     def __enter__(self) -> EventProducer:
         return self
@@ -304,6 +338,46 @@ class EventProducer:
         for hook in self._poll_hooks:
             hook()
 
+    def _encode(
+        self,
+        event: Event,
+        key: Key,
+        topic: str | None,
+        headers: HeaderInput,
+        deliver_at: datetime | None,
+        delay: timedelta | None,
+    ) -> tuple[str, bytes, bytes | None, list[tuple[str, bytes | None]]]:
+        """Validate and encode ``event``: its topic, value, key and headers (nothing is queued)."""
+        cls = type(event)
+        if not isinstance(event, Event):
+            raise ConfigError(f"send() takes a pipeline Event, got {cls.__name__}")
+        target = topic or cls.topic
+        if not target:
+            raise ConfigError(
+                f"no topic for {cls.__name__}: pass topic= or set `topic` on the class"
+            )
+        value = self.codec.encode(event, topic=target)
+        record_headers = cloudevent_headers(self._source, self._ce_type(cls))
+        if headers:
+            record_headers.extend(_normalise_headers(headers))
+        key_bytes = key.encode() if isinstance(key, str) else _key_bytes(key, event)
+        if deliver_at is not None or delay is not None:
+            target = self._to_scheduler(target, record_headers, deliver_at, delay)
+        return target, value, key_bytes, record_headers
+
+    def _route_bytes(
+        self,
+        topic: str,
+        headers: HeaderInput,
+        deliver_at: datetime | None,
+        delay: timedelta | None,
+    ) -> tuple[str, list[tuple[str, bytes | None]]]:
+        """The wire headers of pre-encoded bytes, and their topic (the scheduler's if delayed)."""
+        record_headers = _normalise_headers(headers) if headers else []
+        if deliver_at is not None or delay is not None:
+            topic = self._to_scheduler(topic, record_headers, deliver_at, delay)
+        return topic, record_headers
+
     def _user_report(self, user: DeliveryCallback) -> UserReport:
         report = self._last_report
         if report is None or report.user is not user:  # senders usually reuse one callback
@@ -329,6 +403,7 @@ class EventProducer:
 
     def _produce(
         self,
+        holder: ClientHolder,
         topic: str,
         value: bytes | None,
         key: bytes | None,
@@ -338,7 +413,6 @@ class EventProducer:
         size = len(value or b"") + len(key or b"")
         if size > self._size_check_above:
             self._check_size(topic, size, headers or [])
-        holder = self._holder
         client = holder.ready or holder.get()  # get(): first use, or a fatal error to raise
         try:  # the common case, inline; produce_bounded waits when the queue is full
             if headers:

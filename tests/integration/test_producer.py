@@ -190,14 +190,19 @@ def test_close_reports_undelivered_records() -> None:
         assert isinstance(future.exception(timeout=5), DeliveryError)
 
 
-def test_full_queue_blocks_then_raises() -> None:
-    settings = load_settings(bootstrap_servers="127.0.0.1:1")
-    p = EventProducer(
+def unreachable_producer(max_block: float = 0.3, queue: int = 3) -> EventProducer:
+    """A producer whose broker never answers and whose local queue holds ``queue`` records."""
+    settings = load_settings(bootstrap_servers="127.0.0.1:1")  # nothing listens there
+    return EventProducer(
         settings,
         registry=CollectorRegistry(),
-        max_block=0.3,
-        config={"queue.buffering.max.messages": 3},
+        max_block=max_block,
+        config={"queue.buffering.max.messages": queue},
     )
+
+
+def test_full_queue_blocks_then_raises() -> None:
+    p = unreachable_producer()
     for _ in range(3):
         p.send(order(), topic="t")
     with pytest.raises(QueueFullError, match=r"stayed full for 0\.3s"):
