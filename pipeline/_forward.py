@@ -2,10 +2,10 @@
 
 Replay copies records byte for byte: there is nothing to encode and nothing to build per
 record but the produce call. ``Forwarder`` is that loop's producer: the settings' idempotent
-config (``acks=all``), one delivery callback per caller-chosen group instead of one closure per
-record, delivery reports served on the caller's thread, and every failure reported: a failed
-delivery reaches its callback, a fatal producer error stops the next send, and records still
-queued at close are purged so their callbacks fail rather than vanish.
+config (``acks=all``), delivery reports for failures only (a success costs no callback), one
+callback per caller-chosen group, reports served on the caller's thread, and every failure
+reported: a failed delivery reaches its callback, a fatal producer error stops the next send,
+and records still queued at close are purged so their callbacks fail rather than vanish.
 """
 
 from __future__ import annotations
@@ -96,12 +96,21 @@ class Forwarder:
         settings: connection settings (producer config: idempotence, ``acks=all``).
         max_block: seconds ``send`` waits for room in a full local queue.
         config: librdkafka overrides.
+
+    Only failed records reach their ``on_delivery`` (``delivery.report.only.error``): a record
+    is delivered once :meth:`close` has drained the producer without reporting it, and a
+    success costs no callback.
     """
 
     def __init__(
-        self, settings: Settings, *, max_block: float = 60.0, config: dict[str, Any] | None = None
+        self,
+        settings: Settings,
+        *,
+        max_block: float = 60.0,
+        config: dict[str, Any] | None = None,
     ) -> None:
         conf = settings.producer_config(**(config or {}))
+        conf["delivery.report.only.error"] = True
         conf["error_cb"] = self._on_error
         self._fatal: KafkaError | None = None
         self._max_block = max_block
@@ -123,7 +132,7 @@ class Forwarder:
         headers: Sequence[tuple[str, bytes | None]] | None,
         on_delivery: DeliveryReport,
     ) -> None:
-        """Queue one record; ``on_delivery(err, msg)`` is called once it is acknowledged or not.
+        """Queue one record; ``on_delivery(err, msg)`` is called if it is not delivered.
 
         Raises:
             FatalProducerError: the idempotent producer hit a fatal error (nothing more is sent).

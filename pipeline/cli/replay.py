@@ -57,10 +57,10 @@ class ReplayResult:
 
 
 def _delivery_callback(result: ReplayResult, counts: PartitionCounts) -> DeliveryReport:
+    """Count a partition's failed deliveries (the forwarder reports failures only)."""
+
     def on_delivery(err: KafkaError | None, msg: object) -> None:
-        if err is None:
-            counts.written += 1
-        else:
+        if err is not None:
             counts.failed += 1
             if len(result.errors) < MAX_ERRORS_SHOWN:
                 result.errors.append(f"partition {counts.partition}: {err.str()}")
@@ -83,13 +83,15 @@ def copy_window(
     """Copy the records of ``ranges`` that pass ``record_filter`` from ``source`` to ``target``.
 
     Key, value and headers are written unchanged, plus ``pipeline-replayed-from``, through the
-    idempotent producer; every delivery report is awaited. Ctrl-C stops reading, waits for what
-    is in flight and returns with ``interrupted`` set.
+    idempotent producer; every delivery is awaited. librdkafka reports failures only, so a
+    record counts as written once the producer has drained without reporting it. Ctrl-C stops
+    reading, waits for what is in flight and returns with ``interrupted`` set.
     """
     counts = {r.partition: PartitionCounts(r.partition, r.start, r.end) for r in ranges}
     result = ReplayResult(counts, dry_run=not execute)
     consumer = window_consumer(settings)
     forwarder = Forwarder(settings) if execute else None
+    queued = dict.fromkeys(counts, 0)
     callbacks = {p: _delivery_callback(result, c) for p, c in counts.items()}
     bucket = None
     if rate and forwarder is not None:
@@ -115,6 +117,7 @@ def copy_window(
                 headers: Headers = msg.headers() or []  # type: ignore[assignment]
                 headers.append((REPLAYED_FROM, f"{source}[{partition}]@{msg.offset()}".encode()))
                 send(target, msg.value(), msg.key(), headers, callbacks[partition])
+                queued[partition] += 1
             if progress is not None:
                 progress(len(batch))
     except KeyboardInterrupt:
@@ -122,17 +125,19 @@ def copy_window(
     finally:
         consumer.close()
         if forwarder is not None:
-            _close(forwarder, result)
+            _close(forwarder, result, queued)
         result.seconds = time.monotonic() - started
     return result
 
 
-def _close(forwarder: Forwarder, result: ReplayResult) -> None:
+def _close(forwarder: Forwarder, result: ReplayResult, queued: dict[int, int]) -> None:
     try:
         forwarder.close(60.0)
-    except KeyboardInterrupt:  # a second Ctrl-C while waiting: say what is unknown
+    except KeyboardInterrupt:  # a second Ctrl-C while waiting: what is left fails, reported
         result.interrupted = True
         forwarder.close(0)
+    for partition, count in result.counts.items():  # drained: all but the failed were written
+        count.written = queued[partition] - count.failed
     unacknowledged = sum(c.matched - c.written - c.failed for c in result.counts.values())
     if unacknowledged > 0 and not result.interrupted:
         result.errors.append(f"{unacknowledged} record(s) were never acknowledged")
