@@ -26,7 +26,7 @@ from ._errors import (
 )
 from ._settings import Settings
 
-__all__ = ["DeliveryReport", "Forwarder", "produce_bounded", "refused"]
+__all__ = ["DeliveryReport", "Forwarder", "produce_bounded", "purge_and_report", "refused"]
 
 DeliveryReport = Callable[[KafkaError | None, Message], None]
 _Wire = list[tuple[str, str | bytes | None]]
@@ -72,6 +72,16 @@ def produce_bounded(
             producer.poll(0.05)
         except KafkaException as exc:
             raise refused(exc, topic, len(value or b"")) from exc
+
+
+def purge_and_report(producer: Producer, timeout: float = 5.0) -> None:
+    """Fail every record still queued or in flight, and serve those failure reports now.
+
+    ``flush`` rather than ``poll(0)``: the reports of purged in-flight records may be queued
+    a moment later, and a missed report would leave a record counted as neither sent nor failed.
+    """
+    producer.purge()
+    producer.flush(timeout)
 
 
 def refused(exc: KafkaException, topic: str, size: int) -> PipelineError:
@@ -158,6 +168,5 @@ class Forwarder:
         """
         remaining = int(self._producer.flush(timeout))
         if remaining:
-            self._producer.purge()
-            self._producer.poll(0)
+            purge_and_report(self._producer)
         return remaining

@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from pipeline._errors import BatchDeliveryError, FailedRecord, ProduceError
 from pipeline._events import Event
+from pipeline._forward import purge_and_report
 from pipeline._headers import Headers
 
 from ._client import INLINE_POLL_MASK, ClientHolder
@@ -173,8 +174,7 @@ class SendBatch:
         if self._queued:
             client = self._holder.get()
             if client.flush(self._timeout if timeout is None else timeout):
-                client.purge()  # their reports fail them: in self.failed, not lost
-                client.flush(5)
+                purge_and_report(client)  # their reports fail them: in self.failed, not lost
         failed_by_topic: dict[str, int] = {}
         for record in self.failed:
             failed_by_topic[record.topic] = failed_by_topic.get(record.topic, 0) + 1

@@ -11,6 +11,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from pipeline._errors import FatalProducerError, KafkaOperationError
+from pipeline._forward import purge_and_report
 
 __all__ = ["INLINE_POLL_MASK", "ClientHolder"]
 
@@ -134,8 +135,7 @@ class ClientHolder:
         self.ready = None
         if client is None:
             return
-        client.purge()  # fails queued records' futures instead of leaving them pending
-        client.poll(0)
+        purge_and_report(client)  # fails queued records' futures instead of leaving them pending
         self._stop_thread()
 
     def _stop_thread(self) -> None:
@@ -152,8 +152,7 @@ class ClientHolder:
                 return 0
             remaining = client.flush(timeout)
             if remaining:
-                client.purge()
-                client.poll(0)
+                purge_and_report(client)
             self._stop_thread()
             if self._after_poll is not None:
                 self._after_poll()

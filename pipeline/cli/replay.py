@@ -138,9 +138,9 @@ def _close(forwarder: Forwarder, result: ReplayResult, queued: dict[int, int]) -
         forwarder.close(0)
     for partition, count in result.counts.items():  # drained: all but the failed were written
         count.written = queued[partition] - count.failed
-    unacknowledged = sum(c.matched - c.written - c.failed for c in result.counts.values())
-    if unacknowledged > 0 and not result.interrupted:
-        result.errors.append(f"{unacknowledged} record(s) were never acknowledged")
+    unsent = sum(c.matched - c.written - c.failed for c in result.counts.values())
+    if unsent > 0 and not result.interrupted:
+        result.errors.append(f"{unsent} matching record(s) were never queued for writing")
 
 
 def _sample(msg: Any) -> dict[str, Any]:
