@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from pipeline._demo_events import Address, LineItem, OrderPlaced
 from pipeline._headers import CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME, CE_TYPE, get_header
 from producers import AsyncEventProducer, EventProducer
 from tests.helpers import create_topic, read_topic
+from tests.integration.test_lag_support import kafka_jars
 
 pytestmark = pytest.mark.kafka
 
@@ -102,6 +104,37 @@ def test_key_partition_matches_java_client(
         result = future.result(timeout=30)
         assert result.topic == topic
         assert result.partition == java_partition(key.encode(), 6), key
+
+
+def test_key_partition_matches_the_java_producer(
+    bootstrap_servers: str, unique: Callable[[str], str], producer: EventProducer
+) -> None:
+    """The same keys, sent by Kafka's own Java console producer and by ours, land alike."""
+    java_topic, our_topic = unique("p-java"), unique("p-ours")
+    for topic in (java_topic, our_topic):
+        create_topic(bootstrap_servers, topic, partitions=6)
+    keys = [f"customer-{i}" for i in range(40)]
+    proc = subprocess.run(
+        [
+            "java", "-cp", kafka_jars(), "org.apache.kafka.tools.ConsoleProducer",
+            "--bootstrap-server", bootstrap_servers, "--topic", java_topic,
+            "--reader-property", "parse.key=true", "--reader-property", "key.separator=:",
+        ],
+        input="".join(f"{k}:v\n" for k in keys),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    java = {m.key(): m.partition() for m in read_topic(bootstrap_servers, java_topic, len(keys))}
+    futures = [producer.send(order(), key=k, topic=our_topic) for k in keys]
+    ours = {}
+    for key, future in zip(keys, futures, strict=True):
+        assert future is not None
+        ours[key.encode()] = future.result(timeout=30).partition
+    assert ours == java
+    assert len(set(java.values())) > 1  # the keys spread over partitions: a real comparison
 
 
 def test_headers_and_round_trip(
