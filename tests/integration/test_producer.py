@@ -116,7 +116,7 @@ def test_key_partition_matches_the_java_producer(
     keys = [f"customer-{i}" for i in range(40)]
     proc = subprocess.run(
         [
-            "java", "-cp", kafka_jars(), "org.apache.kafka.tools.ConsoleProducer",
+            "java", "-Xmx256m", "-cp", kafka_jars(), "org.apache.kafka.tools.ConsoleProducer",
             "--bootstrap-server", bootstrap_servers, "--topic", java_topic,
             "--reader-property", "parse.key=true", "--reader-property", "key.separator=:",
         ],
