@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
@@ -64,7 +64,7 @@ class SendBatch:
     ) -> None:
         """Encode and queue ``event``, as :meth:`EventProducer.send` does (same errors)."""
         if self.closed:
-            self._check_open()
+            self._refuse_closed()
         producer = self._producer
         target, value, key_bytes, record_headers = producer._encode(
             event, key, topic, headers, deliver_at, delay
@@ -120,13 +120,11 @@ class SendBatch:
     ) -> None:
         """``send_bytes`` through the producer's general produce step (and its checks)."""
         if self.closed:
-            self._check_open()
-        record_headers = None
-        if headers or deliver_at is not None or delay is not None:
-            topic, record_headers = self._producer._route_bytes(topic, headers, deliver_at, delay)
+            self._refuse_closed()
+        topic, record_headers = self._producer._route_bytes(topic, headers, deliver_at, delay)
+        report = self._on_failure
+        if record_headers is not None:
             report = partial(self._failed, record_headers)  # reports do not carry headers
-        else:
-            report = self._on_failure
         self._producer._produce(self._holder, topic, value, key, record_headers, report)
         queued = self._queued
         queued[topic] = queued.get(topic, 0) + 1
@@ -136,11 +134,10 @@ class SendBatch:
 
         ``headers`` are the record's own: delivery reports do not carry them.
         """
-        if err is None:  # only with a client not set to report errors only; nothing to do
-            return
+        assert err is not None  # the bulk client sets delivery.report.only.error
         topic = msg.topic() or ""
         self._producer.metrics.failed(topic)
-        self.failed.append(  # list.append is atomic: the poll thread may run this
+        self.failed.append(  # on the batch's own thread: the bulk client has no poll thread
             FailedRecord(
                 topic=topic,
                 key=msg.key(),
@@ -150,9 +147,8 @@ class SendBatch:
             )
         )
 
-    def _check_open(self) -> None:
-        if self.closed:
-            raise ProduceError("this send batch is closed; start a new one with batch()")
+    def _refuse_closed(self) -> NoReturn:
+        raise ProduceError("this send batch is closed; start a new one with batch()")
 
     @property
     def queued(self) -> int:

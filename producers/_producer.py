@@ -197,9 +197,7 @@ class EventProducer:
         """
         if isinstance(key, str):
             key = key.encode()
-        record_headers = None
-        if headers or deliver_at is not None or delay is not None:
-            topic, record_headers = self._route_bytes(topic, headers, deliver_at, delay)
+        topic, record_headers = self._route_bytes(topic, headers, deliver_at, delay)
         if on_delivery is None:
             future = DeliveryFuture(self.metrics)
             self._produce(self._holder, topic, value, key, record_headers, future.report)
@@ -360,7 +358,7 @@ class EventProducer:
         record_headers = cloudevent_headers(self._source, self._ce_type(cls))
         if headers:
             record_headers.extend(_normalise_headers(headers))
-        key_bytes = key.encode() if isinstance(key, str) else _key_bytes(key, event)
+        key_bytes = _key_bytes(key, event)
         if deliver_at is not None or delay is not None:
             target = self._to_scheduler(target, record_headers, deliver_at, delay)
         return target, value, key_bytes, record_headers
@@ -371,8 +369,13 @@ class EventProducer:
         headers: HeaderInput,
         deliver_at: datetime | None,
         delay: timedelta | None,
-    ) -> tuple[str, list[tuple[str, bytes | None]]]:
-        """The wire headers of pre-encoded bytes, and their topic (the scheduler's if delayed)."""
+    ) -> tuple[str, list[tuple[str, bytes | None]] | None]:
+        """The topic of pre-encoded bytes (the scheduler's if delayed) and their wire headers.
+
+        The headers are None when there are none to send.
+        """
+        if not headers and deliver_at is None and delay is None:
+            return topic, None
         record_headers = _normalise_headers(headers) if headers else []
         if deliver_at is not None or delay is not None:
             topic = self._to_scheduler(topic, record_headers, deliver_at, delay)

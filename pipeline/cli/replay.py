@@ -138,7 +138,7 @@ def _close(forwarder: Forwarder, result: ReplayResult, queued: dict[int, int]) -
         forwarder.close(0)
     for partition, count in result.counts.items():  # drained: all but the failed were written
         count.written = queued[partition] - count.failed
-    unsent = sum(c.matched - c.written - c.failed for c in result.counts.values())
+    unsent = sum(c.matched - queued[p] for p, c in result.counts.items())
     if unsent > 0 and not result.interrupted:
         result.errors.append(f"{unsent} matching record(s) were never queued for writing")
 
