@@ -4,8 +4,8 @@
 # docker-compose.kafka.yml runs the example services from it:
 #   pipeline topics apply examples/topics.toml      (topics-init; relative to WORKDIR /app)
 #   pipeline scheduler run / pipeline lag serve     (scheduler, lag-exporter)
-#   pipeline worker run consumers.examples.payments:app   (and fulfillment, notifications)
-#   python -m producers.examples.order_service      (order-service; --entrypoint python)
+#   pipeline worker run examples.orders.payments:app   (and fulfillment, notifications)
+#   python -m examples.orders.order_service      (order-service; --entrypoint python)
 # and `python -m pipeline.demo` runs the whole demo in one container against any cluster.
 FROM python:3.11-slim
 

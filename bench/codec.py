@@ -29,10 +29,10 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import schemaless_reader, schemaless_writer
 
 from bench._common import emit, median, timed_rate
-from pipeline._catalog import Catalog
-from pipeline._codec import Codec
-from pipeline._demo_events import Address, LineItem, OrderPlaced, SalesChannel
-from pipeline._registry import registry_client
+from examples.orders.events import Address, LineItem, OrderPlaced, SalesChannel
+from pipeline.avro._catalog import Catalog
+from pipeline.avro._codec import Codec
+from pipeline.avro._registry import registry_client
 
 __all__ = ["main"]
 

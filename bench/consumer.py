@@ -34,10 +34,10 @@ from prometheus_client import CollectorRegistry
 from bench._common import median
 from bench.producer import make_events
 from consumers import Context, Worker
+from examples.orders.events import OrderPlaced
 from pipeline import load_settings
-from pipeline._codec import Codec
-from pipeline._demo_events import OrderPlaced
 from pipeline._settings import Settings
+from pipeline.avro._codec import Codec
 from producers import EventProducer
 
 _THIRDPARTY = Path(__file__).with_name("_consumer_thirdparty.py")

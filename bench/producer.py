@@ -37,9 +37,9 @@ from fastavro import schemaless_writer
 from prometheus_client import CollectorRegistry
 
 from bench._common import emit, median
+from examples.orders.events import Address, LineItem, OrderPlaced
 from pipeline import load_settings
-from pipeline._codec import SINGLE_OBJECT_MAGIC, Codec
-from pipeline._demo_events import Address, LineItem, OrderPlaced
+from pipeline.avro._codec import SINGLE_OBJECT_MAGIC, Codec
 from producers import AsyncEventProducer, EventProducer
 
 

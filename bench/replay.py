@@ -18,10 +18,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench._common import emit, median, timed_rate
 from pipeline import load_settings
-from pipeline._replay import RecordFilter
 from pipeline._settings import Settings
-from pipeline._window import resolve_window, topic_partitions, window_consumer
 from pipeline.cli.replay import copy_window
+from pipeline.ops._replay import RecordFilter
+from pipeline.ops._window import resolve_window, topic_partitions, window_consumer
 
 
 def _fill(settings: Settings, topic: str, records: int, value_bytes: int) -> None:

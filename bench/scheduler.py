@@ -22,10 +22,11 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench._common import emit
+from pipeline._delay import scheduled_headers
 from pipeline._headers import DELIVERED_AT, get_header
-from pipeline._scheduler_records import DEFAULT_TIERS, SchedulerConfig, scheduled_headers
-from pipeline._scheduler_topics import ensure_scheduler_topics, scheduler_topics
 from pipeline._settings import Settings
+from pipeline.scheduler._records import DEFAULT_TIERS, SchedulerConfig
+from pipeline.scheduler._topics import ensure_scheduler_topics, scheduler_topics
 
 TIERS = ",".join(DEFAULT_TIERS)
 # Where the scheduler subprocess imports ``pipeline`` from (another checkout, for A/B runs).

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from pipeline._dlq import dlq_topic, retry_topic
 from pipeline._errors import ConfigError
-from pipeline._events import Event
+from pipeline._names import dlq_topic, retry_topic
 from pipeline._settings import Settings
+from pipeline.avro._events import Event
 
 from ._options import WorkerOptions
 

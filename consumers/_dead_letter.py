@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from pipeline._dlq import ERROR_HEADERS
 from pipeline._errors import PipelineError
 from pipeline._headers import (
     ATTEMPT,
     CONSUMER_GROUP,
+    ERROR_HEADERS,
     ERROR_MESSAGE,
     ERROR_TRACE,
     ERROR_TYPE,

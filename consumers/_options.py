@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from pipeline._errors import ConfigError
-from pipeline._scheduler_records import SchedulerConfig
+from pipeline._names import SCHEDULER_TOPIC
 
 from ._dedup import Dedup
 from ._policy import Backoff, RetryPolicy
@@ -81,7 +81,7 @@ class WorkerOptions:
     static_membership: bool = False
     retry_topic: str | None = None
     dlq_topic: str | None = None
-    scheduler_topic: str = SchedulerConfig.topic
+    scheduler_topic: str = SCHEDULER_TOPIC
     consumer_config: Mapping[str, Any] = field(default_factory=_frozen)
     producer_config: Mapping[str, Any] = field(default_factory=_frozen)
 

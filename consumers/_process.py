@@ -10,9 +10,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
-from pipeline._codec import Codec
 from pipeline._errors import DecodeError
 from pipeline._headers import CE_ID, EXPIRES_AT, ORIGINAL_TOPIC, Headers, get_header
+from pipeline.avro._codec import Codec
 
 from ._app import HandlerSpec, Worker
 from ._context import Context, RawRecord, record_context

@@ -11,9 +11,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from pipeline._codec import Codec
 from pipeline._errors import ConsumeError, KafkaOperationError
 from pipeline._settings import Settings, load_settings
+from pipeline.avro._codec import Codec
 from producers import EventProducer
 
 from ._app import Worker

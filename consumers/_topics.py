@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline._dlq import dlq_topic as default_dlq_topic
-from pipeline._dlq import retry_topic as default_retry_topic
+from pipeline._names import dlq_topic as default_dlq_topic
+from pipeline._names import retry_topic as default_retry_topic
 from pipeline._settings import Settings
 from pipeline._topics import TopicReport, TopicSpec, ensure_topics
 

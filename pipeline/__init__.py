@@ -4,9 +4,6 @@ The public surface is re-exported here from small private modules; ``__all__`` i
 (tests/unit/test_public_api.py fails if it drifts from what the private modules export).
 """
 
-from ._catalog import Catalog, CompatibilityMode, SchemaVersion
-from ._codec import Codec
-from ._compat import Incompatibility, check_catalog
 from ._errors import (
     BadMagicByteError,
     BatchDeliveryError,
@@ -34,10 +31,13 @@ from ._errors import (
     UndeliveredRecordsError,
     UnknownSchemaError,
 )
-from ._events import Event, Record, check_model
 from ._settings import ClientKind, Settings, load_settings, redact_config
 from ._topics import Drift, TopicReport, TopicSpec, ensure_topics, load_topic_specs
 from ._version import __version__
+from .avro._catalog import Catalog, CompatibilityMode, SchemaVersion
+from .avro._codec import Codec
+from .avro._compat import Incompatibility, check_catalog
+from .avro._events import Event, Record, check_model
 
 __all__ = [
     "BadMagicByteError",

@@ -19,6 +19,7 @@ __all__ = [
     "CONTENT_TYPE",
     "DELIVERED_AT",
     "DELIVER_AT",
+    "ERROR_HEADERS",
     "ERROR_MESSAGE",
     "ERROR_TRACE",
     "ERROR_TYPE",
@@ -70,6 +71,10 @@ SCHEDULER_SEQ = "pipeline-scheduler-seq"
 
 # Headers the scheduler consumes; it strips them before forwarding to the target topic.
 SCHEDULER_HEADERS = frozenset({DELIVER_AT, TARGET_TOPIC, SCHEDULER_SEQ})
+
+# What a redrive strips: the failure description and the attempt count (so the worker starts
+# again at attempt 1). The original-coordinate headers stay, as provenance.
+ERROR_HEADERS = frozenset({ERROR_TYPE, ERROR_MESSAGE, ERROR_TRACE, FAILED_AT})
 
 
 def get_header(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> bytes | None:

@@ -4,7 +4,8 @@ from ._async import AsyncEventProducer
 from ._batch import SendBatch
 from ._delivery import DeliveryCallback, DeliveryFuture, DeliveryResult
 from ._metrics import ProducerMetrics
-from ._producer import EventProducer, Key
+from ._producer import EventProducer
+from ._sending import Key
 
 __all__ = [
     "AsyncEventProducer",

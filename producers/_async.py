@@ -11,11 +11,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
-from pipeline._events import Event
+from pipeline.avro._events import Event
 
 from ._delivery import DeliveryResult, MetricsSink, delivery_error, result_of
 from ._headers import HeaderInput
-from ._producer import EventProducer, Key
+from ._producer import EventProducer
+from ._sending import Key
 
 __all__ = ["AsyncEventProducer"]
 

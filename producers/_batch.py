@@ -11,21 +11,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
 from pipeline._errors import BatchDeliveryError, FailedRecord, ProduceError
-from pipeline._events import Event
-from pipeline._forward import purge_and_report
 from pipeline._headers import Headers
+from pipeline._produce import purge_and_report
+from pipeline.avro._events import Event
 
 from ._client import INLINE_POLL_MASK, ClientHolder
 from ._delivery import delivery_error
 from ._headers import HeaderInput
-
-if TYPE_CHECKING:
-    from ._producer import EventProducer, Key
+from ._sending import Key, RecordSender
 
 __all__ = ["SendBatch"]
 
@@ -39,7 +37,7 @@ class SendBatch:
     ones that were not.
     """
 
-    def __init__(self, producer: EventProducer, holder: ClientHolder, timeout: float) -> None:
+    def __init__(self, producer: RecordSender, holder: ClientHolder, timeout: float) -> None:
         self._producer = producer
         self._holder = holder
         self._timeout = timeout

@@ -11,7 +11,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from pipeline._errors import FatalProducerError, KafkaOperationError
-from pipeline._forward import purge_and_report
+from pipeline._produce import purge_and_report
 
 __all__ = ["INLINE_POLL_MASK", "ClientHolder"]
 

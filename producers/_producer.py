@@ -13,27 +13,28 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from pipeline._codec import Codec
+from pipeline._delay import scheduled_headers
 from pipeline._errors import (
     ConfigError,
     ProduceError,
     RecordTooLargeError,
     UndeliveredRecordsError,
 )
-from pipeline._events import Event
-from pipeline._forward import produce_bounded, refused
-from pipeline._scheduler_records import SchedulerConfig, scheduled_headers
+from pipeline._names import SCHEDULER_TOPIC
+from pipeline._produce import produce_bounded, refused
 from pipeline._settings import Settings, load_settings
+from pipeline.avro._codec import Codec
+from pipeline.avro._events import Event
 
 from ._batch import SendBatch
 from ._client import INLINE_POLL_MASK, ClientHolder
 from ._delivery import DeliveryCallback, DeliveryFuture, UserReport
 from ._headers import HeaderInput, cloudevent_headers
 from ._metrics import ProducerMetrics
+from ._sending import Key
 
-__all__ = ["EventProducer", "Key"]
+__all__ = ["EventProducer"]
 
-Key = bytes | str | Callable[[Any], bytes | str | None] | None
 _Wire = list[tuple[str, str | bytes | None]]
 _DEFAULT_MAX_BYTES = 1_000_000
 _HEADER_OVERHEAD = 16  # approximate per-header framing bytes in a record batch
@@ -81,7 +82,7 @@ class EventProducer:
         transactional_id: str | None = None,
         config: Mapping[str, Any] | None = None,
         registry: CollectorRegistry | None = None,
-        scheduler_topic: str = SchedulerConfig.topic,
+        scheduler_topic: str = SCHEDULER_TOPIC,
     ) -> None:
         self.settings = settings or load_settings()
         self._codec = codec

@@ -20,9 +20,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from pipeline._codec import Codec
 from pipeline._errors import DecodeError
 from pipeline._headers import Headers
+from pipeline.avro._codec import Codec
 
 from ._output import console
 from ._times import format_ms

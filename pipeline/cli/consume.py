@@ -12,9 +12,9 @@ import click
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from pipeline._admin import kafka_error
-from pipeline._codec import Codec
 from pipeline._errors import KafkaOperationError
-from pipeline._window import WindowReader, resolve_window, topic_partitions, window_consumer
+from pipeline.avro._codec import Codec
+from pipeline.ops._window import WindowReader, resolve_window, topic_partitions, window_consumer
 
 from ._context import CliContext
 from ._ops import INTERRUPTED_EXIT, PARTITION_OPTION, compact, record_dict

@@ -10,19 +10,13 @@ import click
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from pipeline._admin import admin_client, kafka_error, resolve
-from pipeline._codec import Codec
-from pipeline._dlq import (
-    DeadLetter,
-    DeadLetterFilter,
-    dlq_topic,
-    redrive_group,
-    redrive_headers,
-    retry_topic,
-)
 from pipeline._errors import KafkaOperationError, PipelineError
-from pipeline._replay import TokenBucket
+from pipeline._names import dlq_topic, redrive_group, retry_topic
 from pipeline._settings import Settings
-from pipeline._window import (
+from pipeline.avro._codec import Codec
+from pipeline.ops._dead_letters import DeadLetter, DeadLetterFilter, redrive_headers
+from pipeline.ops._replay import TokenBucket
+from pipeline.ops._window import (
     PartitionRange,
     WindowReader,
     committed_offsets,

@@ -7,7 +7,7 @@ from confluent_kafka.admin import AdminClient
 
 from pipeline._admin import admin_client
 from pipeline._errors import KafkaOperationError
-from pipeline._offsets import (
+from pipeline.ops._offsets import (
     OffsetMove,
     ResetTarget,
     ResetTo,

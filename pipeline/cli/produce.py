@@ -13,16 +13,16 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from pipeline._delay import parse_duration
 from pipeline._errors import ConfigError, PipelineError
-from pipeline._events import Event
-from pipeline._scheduler_records import parse_duration
+from pipeline.avro._events import Event
 
 from ._context import CliContext
 from ._output import OUTPUT_OPTION, print_json
 
 __all__ = ["find_model", "produce"]
 
-DEFAULT_MODELS = ("pipeline._demo_events",)
+DEFAULT_MODELS = ("examples.orders.events",)
 
 
 def _subclasses(cls: type[Event]) -> Iterator[type[Event]]:

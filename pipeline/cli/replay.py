@@ -10,13 +10,14 @@ from typing import Any
 import click
 from confluent_kafka import KafkaError
 
-from pipeline._codec import Codec
 from pipeline._errors import ConfigError
-from pipeline._forward import DeliveryReport, Forwarder
 from pipeline._headers import REPLAYED_FROM, Headers
-from pipeline._replay import PartitionCounts, RecordFilter, TokenBucket, parse_where
+from pipeline._produce import DeliveryReport
 from pipeline._settings import Settings
-from pipeline._window import (
+from pipeline.avro._codec import Codec
+from pipeline.ops._forward import Forwarder
+from pipeline.ops._replay import PartitionCounts, RecordFilter, TokenBucket, parse_where
+from pipeline.ops._window import (
     PartitionRange,
     WindowReader,
     resolve_window,

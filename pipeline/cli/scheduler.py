@@ -11,10 +11,10 @@ import click
 from prometheus_client import CollectorRegistry
 
 from pipeline._http import ServiceHTTPServer
-from pipeline._scheduler import Scheduler
-from pipeline._scheduler_records import DEFAULT_TIERS, SchedulerConfig
-from pipeline._scheduler_status import scheduler_status
-from pipeline._scheduler_topics import ensure_scheduler_topics
+from pipeline.scheduler._records import DEFAULT_TIERS, SchedulerConfig
+from pipeline.scheduler._service import Scheduler
+from pipeline.scheduler._status import scheduler_status
+from pipeline.scheduler._topics import ensure_scheduler_topics
 
 from ._context import CliContext
 

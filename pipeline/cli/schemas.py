@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from pipeline._catalog import Catalog
-from pipeline._compat import Incompatibility, check_catalog, check_pair
 from pipeline._errors import IncompatibleSchemaError, SchemaError
+from pipeline.avro._catalog import Catalog
+from pipeline.avro._compat import Incompatibility, check_catalog, check_pair
 
 from ._context import CliContext
 
@@ -104,7 +104,7 @@ def check(ctx: CliContext, registry: bool, schemas_dir: Path | None) -> None:
 
 
 def _check_registry(ctx: CliContext, catalog: Catalog) -> list[Incompatibility]:
-    from pipeline._registry import registry_client, registry_latest
+    from pipeline.avro._registry import registry_client, registry_latest
 
     url = ctx.settings.schema_registry_url
     if not url:

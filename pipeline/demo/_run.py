@@ -19,11 +19,11 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
 from consumers import ensure_worker_topics
-from pipeline._dlq import dlq_topic, retry_topic
+from examples.orders.names import NAMESPACE_ENV, DemoNames
 from pipeline._errors import PipelineError
+from pipeline._names import dlq_topic, retry_topic
 from pipeline._settings import Settings, load_settings
 from pipeline.lag import LagOptions, LagPoller
-from producers.examples.names import NAMESPACE_ENV, DemoNames
 
 from ._services import Service, child_env, free_port, http_text, wait_all_ready
 from ._summary import Summary, worker_outcomes
@@ -162,7 +162,7 @@ class Demo:
             port = free_port()
             worker = Service(
                 name,
-                [*self.pipeline, "worker", "run", f"consumers.examples.{name}:app",
+                [*self.pipeline, "worker", "run", f"examples.orders.{name}:app",
                  "--partitions", parts, "--metrics-host", "127.0.0.1",
                  "--metrics-port", str(port)],
                 self.log_dir, self.env, metrics_port=port,
@@ -182,7 +182,7 @@ class Demo:
         a = self.args
         report_path = self.log_dir / "order-service.json"
         report_path.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "producers.examples.order_service",
+        argv = [sys.executable, "-m", "examples.orders.order_service",
                 "--rate", str(a.rate), "--duration", str(a.duration),
                 "--poison-every", str(a.poison_every), "--reminder-every", str(a.reminder_every),
                 "--report", str(report_path)]  # fmt: skip
@@ -302,7 +302,7 @@ class Demo:
             f"--tiers {TIERS}\n"
             f"  dead letters:  pipeline dlq list -g {self.names.payments_group}\n"
             f"  orders:        pipeline consume -t {self.names.orders} --from-beginning -n 3\n"
-            f"  more orders:   python -m producers.examples.order_service --rate 5 --duration 30\n"
+            f"  more orders:   python -m examples.orders.order_service --rate 5 --duration 30\n"
             "Press Ctrl-C to stop the services "
             "(the broker keeps running; stop it with scripts/kafka-local down)."
         )

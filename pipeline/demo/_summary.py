@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
-from producers.examples.names import DemoNames
+from examples.orders.names import DemoNames
 
 from ._tally import Tally
 

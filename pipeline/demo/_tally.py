@@ -10,13 +10,13 @@ from typing import cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from pipeline._codec import Codec
-from pipeline._demo_events import OrderPlaced, PaymentCaptured, ReminderDue, ShipmentRequested
-from pipeline._dlq import dlq_topic, retry_topic
+from examples.orders.events import OrderPlaced, PaymentCaptured, ReminderDue, ShipmentRequested
+from examples.orders.names import DemoNames
 from pipeline._errors import DecodeError, PipelineError
 from pipeline._headers import DELIVERED_AT, ERROR_TYPE, Headers, get_header
+from pipeline._names import dlq_topic, retry_topic
 from pipeline._settings import Settings
-from producers.examples.names import DemoNames
+from pipeline.avro._codec import Codec
 
 __all__ = ["DeadLetterSeen", "Tally"]
 

@@ -20,8 +20,7 @@ from pipeline._headers import (
     get_header,
 )
 from tests.helpers import create_topic, read_topic, wait_until
-
-from .test_ops_support import (
+from tests.integration.test_ops_support import (
     Sent,
     codec,
     dead_letter,
@@ -176,7 +175,7 @@ def test_worker_processes_redriven_records_again(
     bootstrap_servers: str, unique: Callable[[str], str]
 ) -> None:
     consumers = pytest.importorskip("consumers")
-    from pipeline._demo_events import OrderPlaced
+    from examples.orders.events import OrderPlaced
     from pipeline._settings import Settings
     from producers import EventProducer
     from tests.integration.test_worker_support import running, wait_ready

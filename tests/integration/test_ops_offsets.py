@@ -8,8 +8,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.helpers import create_topic, wait_until
-
-from .test_ops_support import run, run_json
+from tests.integration.test_ops_support import run, run_json
 
 pytestmark = pytest.mark.kafka
 

@@ -12,8 +12,16 @@ from confluent_kafka import Message
 
 from pipeline._headers import CE_TYPE, REPLAYED_FROM, get_header
 from tests.helpers import create_topic, read_topic
-
-from .test_ops_support import Sent, codec, end_offsets, order, payment, produce, run, run_json
+from tests.integration.test_ops_support import (
+    Sent,
+    codec,
+    end_offsets,
+    order,
+    payment,
+    produce,
+    run,
+    run_json,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -222,7 +230,7 @@ def test_ctrl_c_stops_flushes_and_summarises(
     source: tuple[str, list[Sent]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pipeline._window import WindowReader
+    from pipeline.ops._window import WindowReader
 
     topic, _ = source
     target = unique("ops-replay-int")

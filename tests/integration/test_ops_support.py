@@ -12,15 +12,14 @@ from typing import Any
 from click.testing import CliRunner, Result
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from pipeline import load_settings
-from pipeline._codec import Codec
-from pipeline._demo_events import (
+from examples.orders.events import (
     Address,
     LineItem,
     OrderPlaced,
     PaymentCaptured,
     PaymentMethod,
 )
+from pipeline import load_settings
 from pipeline._headers import (
     ATTEMPT,
     CE_TYPE,
@@ -34,6 +33,7 @@ from pipeline._headers import (
     ORIGINAL_TIMESTAMP,
     ORIGINAL_TOPIC,
 )
+from pipeline.avro._codec import Codec
 from pipeline.cli import cli
 
 

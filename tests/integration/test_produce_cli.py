@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 from confluent_kafka import Consumer, Message
 
+from examples.orders.events import OrderPlaced
 from pipeline import load_settings
-from pipeline._codec import Codec
-from pipeline._demo_events import OrderPlaced
 from pipeline._headers import DELIVER_AT, TARGET_TOPIC, get_header
-from pipeline._scheduler_records import SchedulerConfig
-from pipeline._scheduler_topics import ensure_scheduler_topics
+from pipeline.avro._codec import Codec
 from pipeline.cli import cli
+from pipeline.scheduler._records import SchedulerConfig
+from pipeline.scheduler._topics import ensure_scheduler_topics
 from tests.helpers import create_topic, read_topic, wait_until
 
 pytestmark = pytest.mark.kafka

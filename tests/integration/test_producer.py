@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry
 
+from examples.orders.events import Address, LineItem, OrderPlaced
 from pipeline import (
     ConfigError,
     DeliveryError,
@@ -21,9 +22,8 @@ from pipeline import (
     UndeliveredRecordsError,
     load_settings,
 )
-from pipeline._codec import Codec
-from pipeline._demo_events import Address, LineItem, OrderPlaced
 from pipeline._headers import CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME, CE_TYPE, get_header
+from pipeline.avro._codec import Codec
 from producers import AsyncEventProducer, EventProducer
 from tests.helpers import create_topic, read_topic
 from tests.integration.test_lag_support import kafka_jars

@@ -18,8 +18,8 @@ from pipeline import (
     RecordTooLargeError,
     load_settings,
 )
-from pipeline._codec import Codec
 from pipeline._headers import CE_TYPE, get_header
+from pipeline.avro._codec import Codec
 from producers import EventProducer
 from tests.helpers import create_topic, read_topic
 from tests.integration.test_producer import order, unreachable_producer

@@ -16,9 +16,9 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry
 
+from examples.orders.events import Address, LineItem, OrderPlaced
 from pipeline import BatchDeliveryError, load_settings
-from pipeline._codec import Codec
-from pipeline._demo_events import Address, LineItem, OrderPlaced
+from pipeline.avro._codec import Codec
 from producers import DeliveryFuture, EventProducer
 from tests.conftest import PrivateKafka
 from tests.helpers import create_topic, read_topic, wait_until

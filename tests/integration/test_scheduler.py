@@ -11,7 +11,7 @@ import pytest
 
 from pipeline._headers import DELIVER_AT, DELIVERED_AT, ERROR_TYPE, TARGET_TOPIC, get_header
 from pipeline._http import ServiceHTTPServer
-from pipeline._scheduler_records import SchedulerConfig
+from pipeline.scheduler._records import SchedulerConfig
 from tests.helpers import wait_until
 from tests.integration.test_scheduler_support import (
     Collector,

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from pipeline._delay import scheduled_headers
 from pipeline._headers import DELIVERED_AT, get_header
-from pipeline._scheduler_records import SchedulerConfig, scheduled_headers
+from pipeline.scheduler._records import SchedulerConfig
 from tests.conftest import KAFKA_LOCAL
 from tests.integration.test_scheduler_support import Collector, now_ms, setup
 

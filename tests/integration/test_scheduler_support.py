@@ -12,10 +12,11 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
-from pipeline._scheduler import Scheduler
-from pipeline._scheduler_records import SchedulerConfig, scheduled_headers
-from pipeline._scheduler_topics import ensure_scheduler_topics
+from pipeline._delay import scheduled_headers
 from pipeline._settings import Settings
+from pipeline.scheduler._records import SchedulerConfig
+from pipeline.scheduler._service import Scheduler
+from pipeline.scheduler._topics import ensure_scheduler_topics
 from tests.helpers import wait_until
 
 

@@ -12,7 +12,7 @@ from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
 from consumers import ensure_worker_topics
-from pipeline._demo_events import ReminderDue
+from examples.orders.events import ReminderDue
 from tests.helpers import read_topic, wait_until
 from tests.integration.test_worker_procs import Proc, tally, worker_proc
 from tests.integration.test_worker_support import (

@@ -21,7 +21,7 @@ from consumers import (
     ensure_worker_topics,
     exponential,
 )
-from pipeline._demo_events import ReminderDue
+from examples.orders.events import ReminderDue
 from pipeline._headers import (
     ATTEMPT,
     CONSUMER_GROUP,
@@ -35,8 +35,8 @@ from pipeline._headers import (
     ORIGINAL_TOPIC,
     get_header,
 )
-from pipeline._scheduler_records import SchedulerConfig
-from pipeline._scheduler_topics import ensure_scheduler_topics
+from pipeline.scheduler._records import SchedulerConfig
+from pipeline.scheduler._topics import ensure_scheduler_topics
 from producers import EventProducer
 from tests.helpers import read_topic, wait_until
 from tests.integration.test_scheduler_support import running as running_scheduler

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumers import Context, RetryPolicy, Worker, exponential
-from pipeline._demo_events import ReminderDue
+from examples.orders.events import ReminderDue
 from producers import EventProducer
 from tests.helpers import wait_until
 from tests.integration.test_worker_support import (

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from consumers import Context, Worker
-from pipeline._demo_events import ReminderDue
+from examples.orders.events import ReminderDue
 from tests.helpers import wait_until
 from tests.integration.test_worker_support import (
     committed,
@@ -177,7 +177,7 @@ def test_async_handlers_dedup_and_unknown_event_types(
     from confluent_kafka import Producer
 
     from consumers import Dedup
-    from pipeline._demo_events import PaymentCaptured
+    from examples.orders.events import PaymentCaptured
     from pipeline._headers import CE_ID, ERROR_TYPE, get_header
     from producers import EventProducer
     from tests.helpers import read_topic

@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from consumers import Worker, ensure_worker_topics
-from pipeline._demo_events import ReminderDue, ReminderKind
+from examples.orders.events import ReminderDue, ReminderKind
 from pipeline._settings import Settings
 from producers import EventProducer
 

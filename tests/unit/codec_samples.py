@@ -6,8 +6,7 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
-from pipeline._catalog import Catalog
-from pipeline._demo_events import (
+from examples.orders.events import (
     Address,
     Carrier,
     Dimensions,
@@ -22,7 +21,8 @@ from pipeline._demo_events import (
     SalesChannel,
     ShipmentRequested,
 )
-from pipeline._events import Event
+from pipeline.avro._catalog import Catalog
+from pipeline.avro._events import Event
 
 UTC = dt.UTC
 CET = dt.timezone(dt.timedelta(hours=1))

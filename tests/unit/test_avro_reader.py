@@ -13,11 +13,10 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline._avro_reader import compile_reader
-from pipeline._convert import bind
-
-from .codec_samples import catalog, samples
-from .test_avro_writer import KITCHEN_SINK, SINK_DATUMS, VALID, one_field
+from pipeline.avro._convert import bind
+from pipeline.avro._reader import compile_reader
+from tests.unit.codec_samples import catalog, samples
+from tests.unit.test_avro_writer import KITCHEN_SINK, SINK_DATUMS, VALID, one_field
 
 _NAMED: dict[str, Any] = {}
 _SINK = parse_schema(KITCHEN_SINK, named_schemas=_NAMED)

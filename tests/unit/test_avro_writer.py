@@ -13,10 +13,9 @@ from fastavro import parse_schema, schemaless_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline._avro_writer import compile_writer
-from pipeline._convert import bind
-
-from .codec_samples import catalog, samples
+from pipeline.avro._convert import bind
+from pipeline.avro._writer import compile_writer
+from tests.unit.codec_samples import catalog, samples
 
 KITCHEN_SINK: dict[str, Any] = {
     "type": "record",

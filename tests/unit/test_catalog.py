@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline._catalog import Catalog, CompatibilityMode, SchemaVersion, crc64_avro
 from pipeline._errors import SchemaError, SchemaNotFoundError
-
-from .codec_samples import catalog
+from pipeline.avro._catalog import Catalog, CompatibilityMode, SchemaVersion, crc64_avro
+from tests.unit.codec_samples import catalog
 
 # Test vectors from the Avro specification's share/test/data/schema-tests.txt (signed 64-bit
 # integers, as the Java implementation prints them).

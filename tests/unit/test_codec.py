@@ -11,8 +11,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline._codec import Codec
-from pipeline._demo_events import (
+from examples.orders.events import (
     OrderPlaced,
     OrderPlacedV1,
     PaymentCaptured,
@@ -29,10 +28,10 @@ from pipeline._errors import (
     TruncatedRecordError,
     UnknownSchemaError,
 )
-from pipeline._events import Event
-
-from .codec_samples import MODELS, catalog, order_v1, order_v2, samples
-from .test_catalog import _reference_crc64
+from pipeline.avro._codec import Codec
+from pipeline.avro._events import Event
+from tests.unit.codec_samples import MODELS, catalog, order_v1, order_v2, samples
+from tests.unit.test_catalog import _reference_crc64
 
 CODEC = Codec(catalog(), MODELS)
 WHERE = RecordCoordinates(topic="orders", partition=3, offset=42, key=b"k")

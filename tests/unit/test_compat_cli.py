@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipeline._catalog import Catalog, CompatibilityMode
-from pipeline._compat import check_catalog, check_subject
+from pipeline.avro._catalog import Catalog, CompatibilityMode
+from pipeline.avro._compat import check_catalog, check_subject
 from pipeline.cli._app import SUBCOMMANDS, cli
-
-from .codec_samples import catalog
+from tests.unit.codec_samples import catalog
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 INCOMPATIBLE = FIXTURES / "schemas_incompatible"
@@ -108,11 +107,10 @@ def test_cli_list_and_show() -> None:
 
 
 def test_cli_check_against_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pipeline import _registry
-    from pipeline._codec import Codec
-    from pipeline._demo_events import OrderPlacedV1
-
-    from .codec_samples import order_v1
+    from examples.orders.events import OrderPlacedV1
+    from pipeline.avro import _registry
+    from pipeline.avro._codec import Codec
+    from tests.unit.codec_samples import order_v1
 
     client = _registry.registry_client("mock://cli")
     cat = catalog()

@@ -11,11 +11,10 @@ from uuid import UUID
 import pytest
 from pydantic import AwareDatetime, create_model
 
-from pipeline._catalog import SchemaVersion
 from pipeline._errors import SchemaMismatchError
-from pipeline._events import Event, Record, check_model
-
-from .codec_samples import MODELS, catalog
+from pipeline.avro._catalog import SchemaVersion
+from pipeline.avro._events import Event, Record, check_model
+from tests.unit.codec_samples import MODELS, catalog
 
 SCHEMA = SchemaVersion.from_json(
     {

@@ -9,7 +9,6 @@ from uuid import UUID
 import click
 import pytest
 
-from pipeline._dlq import DeadLetter, DeadLetterFilter, redrive_headers
 from pipeline._errors import ConfigError
 from pipeline._headers import (
     ATTEMPT,
@@ -21,9 +20,10 @@ from pipeline._headers import (
     ORIGINAL_TOPIC,
     REDRIVEN_AT,
 )
-from pipeline._replay import TokenBucket, field_text, parse_where
 from pipeline.cli._ops import parse_offsets, text_or_hex
 from pipeline.cli._times import format_ms, parse_rate, parse_time
+from pipeline.ops._dead_letters import DeadLetter, DeadLetterFilter, redrive_headers
+from pipeline.ops._replay import TokenBucket, field_text, parse_where
 
 NOW = 1_700_000_000_000
 

@@ -9,18 +9,17 @@ from confluent_kafka.schema_registry import Schema, topic_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from pipeline._codec import Codec
-from pipeline._demo_events import OrderPlaced, OrderPlacedV1
+from examples.orders.events import OrderPlaced, OrderPlacedV1
 from pipeline._errors import (
     BadMagicByteError,
     SchemaNotFoundError,
     TruncatedRecordError,
     UnknownSchemaError,
 )
-from pipeline._registry import RegistryFraming, registry_client, registry_latest
 from pipeline._settings import Settings
-
-from .codec_samples import MODELS, catalog, order_v1, order_v2
+from pipeline.avro._codec import Codec
+from pipeline.avro._registry import RegistryFraming, registry_client, registry_latest
+from tests.unit.codec_samples import MODELS, catalog, order_v1, order_v2
 
 CTX = SerializationContext("orders", MessageField.VALUE)
 

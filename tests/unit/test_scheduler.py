@@ -9,20 +9,14 @@ import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
+from pipeline._delay import format_duration, parse_duration, parse_schedule, scheduled_headers
 from pipeline._errors import ConfigError, DecodeError
 from pipeline._headers import DELIVER_AT, DELIVERED_AT, SCHEDULER_SEQ, TARGET_TOPIC
 from pipeline._http import ServiceHTTPServer
-from pipeline._scheduler import Scheduler
-from pipeline._scheduler_records import (
-    SchedulerConfig,
-    decode_pending,
-    encode_pending,
-    format_duration,
-    parse_duration,
-    parse_schedule,
-    scheduled_headers,
-)
-from pipeline._scheduler_state import (
+from pipeline._settings import Settings
+from pipeline.scheduler._records import SchedulerConfig, decode_pending, encode_pending
+from pipeline.scheduler._service import Scheduler
+from pipeline.scheduler._state import (
     HeldRecords,
     Outgoing,
     PartitionState,
@@ -30,8 +24,7 @@ from pipeline._scheduler_state import (
     hop_headers,
     record_seq,
 )
-from pipeline._scheduler_topics import TopicExistence
-from pipeline._settings import Settings
+from pipeline.scheduler._topics import TopicExistence
 
 
 def test_scheduled_headers_round_trip():
@@ -224,7 +217,7 @@ def test_http_server_serves_metrics_and_probes():
 def test_batched_metrics_match_a_prometheus_histogram():
     from prometheus_client import Histogram, generate_latest
 
-    from pipeline._scheduler_metrics import _LATENESS_BUCKETS, SchedulerMetrics
+    from pipeline.scheduler._metrics import _LATENESS_BUCKETS, SchedulerMetrics
 
     registry = CollectorRegistry()
     metrics = SchedulerMetrics(registry)

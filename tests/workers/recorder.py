@@ -10,7 +10,7 @@ import os
 import time
 
 from consumers import Context, Worker
-from pipeline._demo_events import ReminderDue
+from examples.orders.events import ReminderDue
 from pipeline._settings import load_settings
 
 _SLEEP = float(os.environ.get("WORKER_SLEEP_MS", "0")) / 1000

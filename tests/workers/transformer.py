@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from consumers import Context, Worker
-from pipeline._demo_events import ReminderDue
+from examples.orders.events import ReminderDue
 from pipeline._settings import load_settings
 
 OUTPUT = os.environ["WORKER_OUTPUT_TOPIC"]
