@@ -39,6 +39,8 @@ ClientKind = Literal["producer", "consumer", "admin"]
 
 ENV_PREFIX = "PIPELINE_"
 _PASSTHROUGH = {"KAFKA": "kafka", "PRODUCER": "producer", "CONSUMER": "consumer", "ADMIN": "admin"}
+# librdkafka names the property it rejects in quotes, by its canonical name (never an alias).
+_PROPERTY = re.compile(r'(configuration property:? )"[^"]*"')
 _SECRET_KEY = re.compile(r"(password|secret|\.pem$|token|credentials)", re.IGNORECASE)
 LIBRDKAFKA_LOGGER = logging.getLogger("pipeline.librdkafka")
 # Options of the service commands (`pipeline scheduler run`, `pipeline worker run`) that click
@@ -134,8 +136,30 @@ class Settings(BaseSettings):
                 "use SASL_SSL or SASL_PLAINTEXT"
             )
         for kind in ("producer", "consumer", "admin"):
-            _validate_librdkafka(kind, self._client_config(kind))
+            self._check_passthrough(kind)
         return self
+
+    def _check_passthrough(self, kind: ClientKind) -> None:
+        """Let librdkafka judge the config; a rejection names the variable the user set.
+
+        librdkafka reports an alias by its canonical name (``linger.ms`` as
+        ``queue.buffering.max.ms``), so the culprit is found by trying each passthrough entry on
+        its own, and the message names it as written.
+        """
+        conf = self._client_config(kind)
+        message = _librdkafka_rejects(kind, conf)
+        if message is None:
+            return
+        user = {k: ("KAFKA", v) for k, v in self.kafka.items()}
+        user.update({k: (kind.upper(), v) for k, v in getattr(self, kind).items()})
+        base = {k: v for k, v in conf.items() if k not in user}
+        for key, (scope, value) in user.items():
+            own = _librdkafka_rejects(kind, {**base, key: value})
+            if own is not None:
+                shown = "**********" if _SECRET_KEY.search(key) else value
+                named = _PROPERTY.sub(lambda m: m.group(1) + f'"{key}"', own)  # noqa: B023
+                raise ValueError(f"{_variable(scope, key)}={shown!r}: librdkafka: {named}")
+        raise ValueError(f"librdkafka rejected the {kind} config: {message}")
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
@@ -202,8 +226,13 @@ class Settings(BaseSettings):
         return conf
 
 
-def _validate_librdkafka(kind: ClientKind, conf: dict[str, Any]) -> None:
-    """Let librdkafka itself judge every key and value (no broker address: no network)."""
+def _variable(scope: str, key: str) -> str:
+    """The environment variable that sets passthrough ``key`` for ``scope`` (``PRODUCER``...)."""
+    return f"{ENV_PREFIX}{scope}__{key.upper().replace('.', '__')}"
+
+
+def _librdkafka_rejects(kind: ClientKind, conf: dict[str, Any]) -> str | None:
+    """librdkafka's own verdict on a config (no broker address: no network); None if accepted."""
     from confluent_kafka import Consumer, KafkaException, Producer
     from confluent_kafka.admin import AdminClient
 
@@ -217,8 +246,8 @@ def _validate_librdkafka(kind: ClientKind, conf: dict[str, Any]) -> None:
         else:
             AdminClient(probe)
     except KafkaException as exc:
-        message = exc.args[0].str() if exc.args else str(exc)
-        raise ValueError(f"librdkafka rejected the {kind} config: {message}") from None
+        return str(exc.args[0].str() if exc.args else exc)
+    return None
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -265,6 +294,7 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_input=False, include_url=False):
         loc = ".".join(str(p) for p in err["loc"])
-        name = f"{ENV_PREFIX}{loc.upper()}" if loc else "settings"
-        parts.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+        name = f"{ENV_PREFIX}{loc.upper()}"
+        message = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if loc else message)
     return "invalid settings: " + "; ".join(parts)

@@ -149,3 +149,35 @@ def test_service_command_variables_are_not_typos(clean_env: pytest.MonkeyPatch) 
     clean_env.setenv("PIPELINE_SCHEDULER_TIER", "1s")
     with pytest.raises(ConfigError, match="PIPELINE_SCHEDULER_TIER"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("var", "key"),
+    [
+        ("PIPELINE_PRODUCER__LINGER__MS", "linger.ms"),  # librdkafka: queue.buffering.max.ms
+        ("PIPELINE_KAFKA__ACKS", "acks"),  # librdkafka: request.required.acks
+        ("PIPELINE_PRODUCER__COMPRESSION__TYPE", "compression.type"),  # compression.codec
+        ("PIPELINE_CONSUMER__LINGER__MS", "linger.ms"),
+    ],
+)
+def test_bad_value_of_an_alias_names_what_the_user_set(
+    clean_env: pytest.MonkeyPatch, var: str, key: str
+) -> None:
+    clean_env.setenv(var, "abc")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert f"{var}='abc'" in message
+    assert f'"{key}"' in message
+    for canonical in ("queue.buffering.max.ms", "request.required.acks", "compression.codec"):
+        assert canonical not in message
+    assert "\n" not in message
+
+
+def test_bad_secret_passthrough_value_is_not_shown(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("PIPELINE_KAFKA__SSL__KEY__PASSWORD", SECRET)
+    clean_env.setenv("PIPELINE_KAFKA__SOCKET__TIMEOUT__MS", "soon")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "PIPELINE_KAFKA__SOCKET__TIMEOUT__MS='soon'" in str(info.value)
+    assert SECRET not in str(info.value)
