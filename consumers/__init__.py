@@ -1,11 +1,12 @@
 """Consumer-group workers: typed handlers, per-key parallelism, retries and dead letters."""
 
-from ._app import HandlerSpec, Worker
+from ._app import Worker
 from ._context import Context, RawRecord
 from ._dedup import Dedup
 from ._options import WorkerOptions
 from ._policy import Backoff, RetryPolicy, exponential
 from ._signals import ControlSignal, DeadLetter, RetryLater, Skip
+from ._spec import HandlerSpec
 from ._topics import ensure_worker_topics, worker_topic_specs
 
 __all__ = [

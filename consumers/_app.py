@@ -6,8 +6,7 @@ import dataclasses
 import inspect
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
@@ -17,29 +16,12 @@ from pipeline._settings import Settings
 from pipeline.avro._events import Event
 
 from ._options import WorkerOptions
+from ._runner import Runner
+from ._spec import HandlerSpec
 
-if TYPE_CHECKING:
-    from ._runner import Runner
-
-__all__ = ["HandlerSpec", "Worker"]
+__all__ = ["Worker"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True)
-class HandlerSpec:
-    """One registered handler: ``fn(event, ctx)``, or ``fn(events, ctxs)`` for a batch one."""
-
-    model: type[Event] | None
-    fn: Callable[..., Any]
-    is_async: bool
-    tombstones: bool = False
-    batch: bool = False
-
-    @property
-    def event_type(self) -> str:
-        """The subject it handles (metrics label)."""
-        return self.model.subject if self.model is not None else "unknown"
 
 
 class Worker:
@@ -157,8 +139,6 @@ class Worker:
         Raises:
             ConsumeError: the consumer failed in a way the worker cannot recover from.
         """
-        from ._runner import Runner
-
         if not self.handlers and self.fallback_handler is None:
             raise ConfigError(f"worker {self.group} has no handlers")
         runner = Runner(self, self._stop)

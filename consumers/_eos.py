@@ -3,20 +3,50 @@
 from __future__ import annotations
 
 import logging
-import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from pipeline._errors import ConsumeError
 
 from ._commits import commit_points
+from ._dead_letter import CopyWriter
+from ._flow import FlowControl
 from ._offsets import PartitionState
+from ._options import WorkerOptions
 
-if TYPE_CHECKING:
-    from ._runner import Runner
+__all__ = ["LoopHost", "TransactionalLoop"]
 
-__all__ = ["TransactionalLoop"]
+
+class LoopHost(Protocol):
+    """The poll loop as the transactional loop drives it (``Runner`` satisfies it)."""
+
+    options: WorkerOptions
+    consumer: Any
+    producer: Any
+    writer: CopyWriter
+    flow: FlowControl
+    parts: dict[tuple[str, int], PartitionState]
+
+    @property
+    def error(self) -> BaseException | None:
+        """The fatal error that stops the worker, if any."""
+
+    def running(self) -> bool:
+        """Whether the loop should go on."""
+
+    def beat(self) -> None:
+        """Mark the loop as alive."""
+
+    def dispatch(self, messages: list[Message]) -> None:
+        """Hand consumed records to the handlers."""
+
+    def drain(self) -> int:
+        """Apply finished records."""
+
+    def settle(self, parts: list[PartitionState], timeout: float, *, warn: bool = True) -> None:
+        """Wait for in-flight records of ``parts``."""
+
 
 _LOG = logging.getLogger("consumers")
 
@@ -30,18 +60,17 @@ class TransactionalLoop:
     aborted output.
     """
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: LoopHost) -> None:
         self.runner = runner
         self._open = False
-        runner.eos_revoke = self._on_revoke  # type: ignore[method-assign]
 
     def run(self) -> None:
         """Loop until the worker is stopped."""
         runner = self.runner
-        consumer = runner._consumer
+        consumer = runner.consumer
         options = runner.options
-        while not runner._stop.is_set() and runner._error is None:
-            runner._heartbeat = time.monotonic()
+        while runner.running():
+            runner.beat()
             messages = consumer.consume(options.batch_size, options.poll_timeout_s)
             if not messages:
                 continue
@@ -50,26 +79,24 @@ class TransactionalLoop:
                 try:
                     runner.dispatch(messages)
                     self._wait_all()
-                    self._send_offsets(list(runner._parts.values()))
+                    self._send_offsets(list(runner.parts.values()))
                 finally:
                     self._open = False
 
     def _wait_all(self) -> None:
         """Wait for every dispatched record, polling (paused) so the group stays joined."""
         runner = self.runner
-        consumer = runner._consumer
+        consumer = runner.consumer
         assignment = consumer.assignment()
         consumer.pause(assignment)
         try:
             while True:
                 runner.drain()
-                if runner._in_flight == 0:
+                if runner.flow.in_flight == 0:
                     break
-                if runner._error is not None:
-                    raise ConsumeError("a handler failed unexpectedly; aborting") from (
-                        runner._error
-                    )
-                runner._heartbeat = time.monotonic()
+                if runner.error is not None:
+                    raise ConsumeError("a handler failed unexpectedly; aborting") from runner.error
+                runner.beat()
                 more = consumer.consume(runner.options.batch_size, 0.005)
                 if more:
                     runner.dispatch(more)
@@ -86,18 +113,18 @@ class TransactionalLoop:
         runner = self.runner
         offsets = [TopicPartition(p.topic, p.partition, pos) for p, pos in points]
         runner.producer.send_offsets_to_transaction(
-            offsets, runner._consumer.consumer_group_metadata()
+            offsets, runner.consumer.consumer_group_metadata()
         )
         for part, position in points:
             part.committed = position
 
-    def _on_revoke(self, parts: list[PartitionState]) -> None:
+    def revoke(self, parts: list[PartitionState]) -> None:
         """Inside an open transaction, add the revoked partitions' offsets before they go."""
         if not self._open:
             return
         runner = self.runner
-        runner.settle(list(runner._parts.values()), runner.options.revoke_timeout_s)
-        if runner._in_flight:
+        runner.settle(list(runner.parts.values()), runner.options.revoke_timeout_s)
+        if runner.flow.in_flight:
             raise ConsumeError("records still in flight at a revoke in exactly-once mode")
         self._send_offsets(parts)
         _LOG.debug("added offsets of %d revoked partition(s) to the transaction", len(parts))

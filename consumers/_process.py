@@ -14,7 +14,6 @@ from pipeline._errors import DecodeError
 from pipeline._headers import CE_ID, EXPIRES_AT, ORIGINAL_TOPIC, Headers, get_header
 from pipeline.avro._codec import Codec
 
-from ._app import HandlerSpec, Worker
 from ._context import Context, RawRecord, record_context
 from ._dead_letter import (
     CopyWriter,
@@ -27,6 +26,7 @@ from ._dead_letter import (
 from ._dedup import DedupWindow
 from ._metrics import WorkerMetrics
 from ._signals import DeadLetter, RetryLater, Skip
+from ._spec import HandlerSpec, WorkerSpec
 from ._work import Work, attempt_of
 
 __all__ = ["Processor", "expired"]
@@ -52,7 +52,7 @@ class Processor:
 
     def __init__(
         self,
-        worker: Worker,
+        worker: WorkerSpec,
         codec: Codec,
         producer: Any,
         writer: CopyWriter,

@@ -5,6 +5,8 @@ scheduler run``, ``pipeline lag serve``, three ``pipeline worker run``, the exam
 service), lets traffic flow, drains, stops everything, and prints a summary computed from
 Kafka. It exits 1 when an invariant broke: a lost order, an early reminder, lag left over, or
 a dead-letter count that differs from the poison orders injected.
+
+It is a composition root: it may import everything, including ``examples.orders``.
 """
 
 from ._run import main

@@ -1,4 +1,13 @@
-"""Consumer-group lag monitor: poller, lag math, time lag, status and Prometheus collector."""
+"""Consumer-group lag monitor: poller, lag math, time lag, status and Prometheus collector.
+
+What it holds: the background ``LagPoller`` (admin client: groups, committed and end offsets),
+offset and time lag, Burrow-like status, the snapshot model, the custom Prometheus collector
+and its HTTP exposition (``pipeline lag serve``), and the table and JSON rendering of
+``pipeline lag show``.
+
+It may import the core (``pipeline._*``). It never imports another capability package,
+``producers``, ``consumers`` or ``pipeline.cli``.
+"""
 
 from ._collector import COMPAT_LABELS, GROUP_LABELS, PARTITION_LABELS, TOPIC_LABELS, LagCollector
 from ._exposition import LagExposition, LagHTTPServer

@@ -1,0 +1,59 @@
+"""What the engine needs to know of a worker: its handlers and options, as data and a protocol.
+
+``Worker`` (the application API) satisfies ``WorkerSpec``. The engine modules (the poll loop,
+the processor) depend on this module only, so they never import the application module and
+the application module can import the engine without an import cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+
+from pipeline._settings import Settings
+from pipeline.avro._events import Event
+
+from ._options import WorkerOptions
+
+__all__ = ["HandlerSpec", "WorkerSpec"]
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """One registered handler: ``fn(event, ctx)``, or ``fn(events, ctxs)`` for a batch one."""
+
+    model: type[Event] | None
+    fn: Callable[..., Any]
+    is_async: bool
+    tombstones: bool = False
+    batch: bool = False
+
+    @property
+    def event_type(self) -> str:
+        """The subject it handles (metrics label)."""
+        return self.model.subject if self.model is not None else "unknown"
+
+
+class WorkerSpec(Protocol):
+    """A worker as the engine sees it: what to consume, how, and which handler gets what."""
+
+    group: str
+    topics: list[str]
+    pattern: str | None
+    settings: Settings | None
+    options: WorkerOptions
+    registry: CollectorRegistry
+    handlers: dict[str, HandlerSpec]
+    tombstone_handlers: dict[str | None, HandlerSpec]
+    fallback_handler: HandlerSpec | None
+
+    @property
+    def retry_topic(self) -> str:
+        """Where retries of this group go."""
+
+    @property
+    def dlq_topic(self) -> str:
+        """Where dead letters of this group go."""
