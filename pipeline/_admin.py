@@ -43,12 +43,17 @@ def kafka_error(exc: BaseException, doing: str, servers: str | None = None) -> P
     return KafkaOperationError(f"{doing} failed: {detail}")
 
 
-def resolve(future: Future[T], doing: str, timeout: float | None = None) -> T:
-    """Wait for an admin future, translating failures to ``PipelineError``."""
+def resolve(
+    future: Future[T], doing: str, timeout: float | None = None, servers: str | None = None
+) -> T:
+    """Wait for an admin future, translating failures to ``PipelineError``.
+
+    ``servers`` (the bootstrap servers) is named in the message when Kafka cannot be reached.
+    """
     try:
         return future.result(timeout=timeout)
     except KafkaException as exc:
-        raise kafka_error(exc, doing) from exc
+        raise kafka_error(exc, doing, servers) from exc
     except TimeoutError as exc:
         raise KafkaUnavailableError(f"{doing} timed out after {timeout}s") from exc
 

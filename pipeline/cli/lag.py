@@ -21,6 +21,7 @@ from pipeline.lag import (
     LagHTTPServer,
     LagOptions,
     LagPoller,
+    OffsetReset,
     StatusThresholds,
 )
 from pipeline.lag._render import TABLE_COLUMNS, snapshot_json, snapshot_rows, sparkline
@@ -73,7 +74,16 @@ def _poll_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             default="auto",
             show_default=True,
             help="Measure lag against the last stable offset (read_committed) or the "
-            "high watermark; auto detects read_uncommitted groups.",
+            "high watermark; auto assumes read_committed until a group has committed past "
+            "the last stable offset.",
+        ),
+        click.option(
+            "--offset-reset",
+            type=click.Choice([r.value for r in OffsetReset]),
+            default="earliest",
+            show_default=True,
+            help="The groups' auto.offset.reset: where an assigned partition without a "
+            "committed offset starts (earliest: its whole log is lag; latest: none).",
         ),
         click.option(
             "--window",
@@ -95,11 +105,17 @@ def _poll_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _options(interval: float, isolation: str, window: float, stall: float, **kw: Any) -> LagOptions:
+def _options(
+    interval: float, isolation: str, offset_reset: str, window: float, stall: float, **kw: Any
+) -> LagOptions:
     try:
         thresholds = StatusThresholds(window_seconds=window, stall_seconds=stall)
         return LagOptions(
-            interval=interval, isolation=Isolation(isolation), thresholds=thresholds, **kw
+            interval=interval,
+            isolation=Isolation(isolation),
+            offset_reset=OffsetReset(offset_reset),
+            thresholds=thresholds,
+            **kw,
         )
     except ValueError as exc:
         raise ConfigError(f"lag options: {exc}") from None

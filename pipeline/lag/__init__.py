@@ -11,7 +11,7 @@ It may import the core (``pipeline._*``). It never imports another capability pa
 
 from ._collector import COMPAT_LABELS, GROUP_LABELS, PARTITION_LABELS, TOPIC_LABELS, LagCollector
 from ._exposition import LagExposition, LagHTTPServer
-from ._math import Isolation, OffsetLag, choose_isolation, offset_lag
+from ._math import Isolation, OffsetLag, OffsetReset, choose_isolation, offset_lag
 from ._model import GroupLag, LagSnapshot, PartitionLag, PartitionOffsets, Status
 from ._options import LagOptions
 from ._poller import LagPoller
@@ -33,6 +33,7 @@ __all__ = [
     "LagPoller",
     "LagSnapshot",
     "OffsetLag",
+    "OffsetReset",
     "OffsetTimeTable",
     "PartitionLag",
     "PartitionOffsets",

@@ -83,7 +83,17 @@ class LagCollector(Collector):
             "1 when lag_seconds is only a lower bound (older than the sampled history).",
             PARTITION_LABELS,
         )
-        committed = _gauge(p + "committed_offset", "Committed offset.", PARTITION_LABELS)
+        committed = _gauge(
+            p + "committed_offset",
+            "Committed offset (no sample when nothing is committed: see no_commit).",
+            PARTITION_LABELS,
+        )
+        no_commit = _gauge(
+            p + "no_commit",
+            "1 when a member is assigned the partition but the group never committed on it "
+            "(lag assumes the group's auto.offset.reset).",
+            PARTITION_LABELS,
+        )
         expired = _gauge(
             p + "offset_expired",
             "1 when retention deleted the committed position (lag counts from the log start).",
@@ -100,10 +110,12 @@ class LagCollector(Collector):
                 lag.add_metric(labels, part.lag)
                 secs.add_metric(labels, part.lag_seconds)
                 bound.add_metric(labels, float(part.lag_seconds_lower_bound))
-                committed.add_metric(labels, part.committed)
+                if part.committed is not None:
+                    committed.add_metric(labels, part.committed)
+                no_commit.add_metric(labels, float(part.no_commit))
                 expired.add_metric(labels, float(part.offset_expired))
                 status.add_metric(labels, int(part.status))
-        yield from (lag, secs, bound, committed, expired, status)
+        yield from (lag, secs, bound, committed, no_commit, expired, status)
 
     def _group_metrics(self, snap: LagSnapshot) -> Iterator[GaugeMetricFamily]:
         p = PREFIX + "consumergroup_"
@@ -216,7 +228,8 @@ class LagCollector(Collector):
             for part in g.partitions:
                 labels = [g.group, part.topic, str(part.partition)]
                 lag.add_metric(labels, part.lag)
-                current.add_metric(labels, part.committed)
+                # kafka_exporter reports -1 for a partition without a committed offset.
+                current.add_metric(labels, -1 if part.committed is None else part.committed)
                 sums[part.topic] = sums.get(part.topic, 0) + part.lag
             for topic, total in sums.items():
                 lag_sum.add_metric([g.group, topic], total)

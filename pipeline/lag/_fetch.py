@@ -64,10 +64,19 @@ class GroupDescription:
 class AdminFetcher:
     """Batched, bounded admin calls; every failure comes back as a ``PipelineError`` value."""
 
-    def __init__(self, admin: AdminClient, *, timeout: float = 10.0, concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        admin: AdminClient,
+        *,
+        timeout: float = 10.0,
+        concurrency: int = 16,
+        servers: str | None = None,
+    ) -> None:
         self._admin = admin
         self._timeout = timeout
         self._concurrency = max(1, concurrency)
+        self._servers = servers
+        """Bootstrap servers, named when the cluster cannot be reached."""
 
     def list_groups(self) -> list[GroupListing]:
         """Every consumer group, classic and KIP-848 (``consumer``) alike.
@@ -77,9 +86,11 @@ class AdminFetcher:
                 missing group would otherwise look deleted).
         """
         future = self._admin.list_consumer_groups(request_timeout=self._timeout)
-        result = resolve(future, "listing consumer groups", self._timeout + 5)
+        result = resolve(future, "listing consumer groups", self._timeout + 5, self._servers)
         if result.errors:
-            raise kafka_error(KafkaException(result.errors[0]), "listing consumer groups")
+            raise kafka_error(
+                KafkaException(result.errors[0]), "listing consumer groups", self._servers
+            )
         return [
             GroupListing(
                 g.group_id, _state(getattr(g, "state", None)), _protocol(getattr(g, "type", None))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ._model import PartitionOffsets
 
-__all__ = ["Isolation", "OffsetLag", "choose_isolation", "offset_lag"]
+__all__ = ["Isolation", "OffsetLag", "OffsetReset", "choose_isolation", "offset_lag"]
 
 
 class Isolation(enum.Enum):
@@ -21,6 +21,19 @@ class Isolation(enum.Enum):
     """Against the high watermark."""
 
 
+class OffsetReset(enum.Enum):
+    """Where a group starts on a partition it has no committed offset for.
+
+    The broker does not know a group's ``auto.offset.reset`` (a consumer setting), so the lag
+    monitor is told: the default is this project's consumer default, ``earliest``.
+    """
+
+    EARLIEST = "earliest"
+    """From the log start: every record still in the log is lag."""
+    LATEST = "latest"
+    """From the end: no lag."""
+
+
 @dataclass(frozen=True, slots=True)
 class OffsetLag:
     """Result of :func:`offset_lag`."""
@@ -28,6 +41,9 @@ class OffsetLag:
     end_offset: int
     lag: int
     offset_expired: bool
+    position: int = 0
+    """Where the group will read next: the committed offset floored at the log start, or the
+    reset position when nothing is committed."""
 
 
 def choose_isolation(
@@ -54,22 +70,35 @@ def choose_isolation(
     return Isolation.READ_COMMITTED
 
 
-def offset_lag(committed: int, log: PartitionOffsets, isolation: Isolation) -> OffsetLag:
+def offset_lag(
+    committed: int | None,
+    log: PartitionOffsets,
+    isolation: Isolation,
+    reset: OffsetReset = OffsetReset.EARLIEST,
+) -> OffsetLag:
     """Lag of a committed offset against a partition's log.
 
     Args:
-        committed: the group's committed offset (the next record it will read).
+        committed: the group's committed offset (the next record it will read), or None when
+            the group has none on this partition.
         log: the partition's log start, high watermark and last stable offset.
         isolation: READ_COMMITTED measures against the stable offset, anything else against
             the high watermark.
+        reset: where a group without a committed offset starts (its ``auto.offset.reset``).
 
     Returns:
         The end used, the lag (``end - max(committed, log_start)``, floored at 0) and whether
         retention deleted the committed position. A consumer whose position was deleted restarts
-        at the log start (or the end), so records before the log start are not lag.
+        at the log start (or the end), so records before the log start are not lag. Without a
+        committed offset the position is the log start (``earliest``) or the end (``latest``).
     """
     end = log.stable_offset if isolation is Isolation.READ_COMMITTED else log.high_watermark
     end = max(end, log.log_start, 0)
+    if committed is None:
+        position = log.log_start if reset is OffsetReset.EARLIEST else end
+        return OffsetLag(end, max(0, end - position), False, max(0, position))
     expired = 0 <= committed < log.log_start
     position = max(committed, log.log_start)
-    return OffsetLag(end_offset=end, lag=max(0, end - position), offset_expired=expired)
+    return OffsetLag(
+        end_offset=end, lag=max(0, end - position), offset_expired=expired, position=position
+    )

@@ -53,7 +53,8 @@ class PartitionLag:
     group: str
     topic: str
     partition: int
-    committed: int
+    committed: int | None
+    """The group's committed offset; None when it has none here (see :attr:`no_commit`)."""
     end_offset: int
     """The end lag is measured against: stable offset (read_committed) or high watermark."""
     lag: int
@@ -66,6 +67,14 @@ class PartitionLag:
     """``lag_seconds`` is a lower bound: the record is older than the sampled history."""
     status: Status = Status.OK
     stale: bool = False
+
+    @property
+    def no_commit(self) -> bool:
+        """A member is assigned this partition but the group never committed on it.
+
+        Its lag is what the group's ``auto.offset.reset`` would consume (``GroupLag.offset_reset``).
+        """
+        return self.committed is None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -82,6 +91,8 @@ class GroupLag:
     assigned_partitions: int = 0
     isolation: str = "read_committed"
     """How lag is measured: ``read_committed`` (stable offset) or ``read_uncommitted``."""
+    offset_reset: str = "earliest"
+    """Where ``no_commit`` partitions are assumed to start: ``earliest`` or ``latest``."""
     partitions: tuple[PartitionLag, ...] = ()
     status: Status = Status.OK
     stale: bool = False
@@ -92,7 +103,7 @@ class GroupLag:
 
     @property
     def lag(self) -> int:
-        """Total offset lag over every partition."""
+        """Total offset lag over every partition, ``no_commit`` ones included."""
         return sum(p.lag for p in self.partitions)
 
     @property

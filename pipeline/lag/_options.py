@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ._math import Isolation
+from ._math import Isolation, OffsetReset
 from ._status import StatusThresholds
 
 __all__ = ["LagOptions"]
@@ -21,13 +21,17 @@ class LagOptions:
     """Only groups whose id matches (``re.search``); None watches every group."""
     isolation: Isolation = Isolation.AUTO
     """Which end offset lag is measured against; see :class:`Isolation`."""
+    offset_reset: OffsetReset = OffsetReset.EARLIEST
+    """Where a group starts on an assigned partition it has no committed offset for (its
+    consumers' ``auto.offset.reset``, which the broker does not know)."""
     exact: bool = False
     """Read the timestamp of the record at each lagging committed offset (see RecordReader)."""
     exact_max_partitions: int = 200
     """At most this many record reads per poll (exact mode and marker probes together)."""
     marker_probe_max: int = 10
-    """An idle partition whose lag is at most this is read once to see whether only transaction
-    markers (or aborted records) remain; if so its lag is 0. 0 disables the probe."""
+    """An idle partition whose lag is at most this is read once, at the group's isolation level,
+    to see whether only transaction markers remain (and, read_committed, aborted records); if so
+    its lag is 0. 0 disables the probe."""
     thresholds: StatusThresholds = field(default_factory=StatusThresholds)
     timeout: float = 10.0
     """Per admin request, in seconds."""

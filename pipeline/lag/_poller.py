@@ -27,6 +27,7 @@ __all__ = ["LagPoller"]
 
 _LOG = logging.getLogger("pipeline.lag")
 _Key = tuple[str, str, int]  # group, topic, partition
+_ProbeKey = tuple[TP, int, Isolation]  # partition, position, isolation the record is read at
 
 
 @dataclasses.dataclass(slots=True)
@@ -35,7 +36,9 @@ class _Pending:
 
     group: str
     tp: TP
-    committed: int
+    committed: int | None
+    """None: the partition is assigned but nothing is committed (``no_commit``)."""
+    isolation: Isolation
     position: int
     end: int
     lag: int
@@ -74,7 +77,7 @@ class LagPoller:
         self._tables: dict[TP, OffsetTimeTable] = {}
         self._windows: dict[_Key, PartitionWindow] = {}
         self._last_seen: dict[_Key, tuple[int, int]] = {}
-        self._probes: dict[tuple[TP, int], tuple[RecordProbe, int]] = {}
+        self._probes: dict[_ProbeKey, tuple[RecordProbe, int]] = {}
         self._uncommitted: set[str] = set()
         self._counts: dict[str, int] = {}
         self._reader: RecordReader | None = None
@@ -119,6 +122,10 @@ class LagPoller:
         return self._snapshot.taken_at > 0
 
     def _run(self) -> None:
+        if self.ready():  # a poll_once() just ran (``lag serve`` checks Kafka before serving)
+            self._stop.wait(
+                max(0.0, self.options.interval - (self._clock() - self._snapshot.taken_at))
+            )
         while not self._stop.is_set():
             started = time.monotonic()
             self.poll_once()
@@ -130,18 +137,29 @@ class LagPoller:
         if self._fetcher is None:
             admin = self._admin or admin_client(self._settings)
             self._fetcher = AdminFetcher(
-                admin, timeout=self.options.timeout, concurrency=self.options.concurrency
+                admin,
+                timeout=self.options.timeout,
+                concurrency=self.options.concurrency,
+                servers=self._settings.bootstrap_servers,
             )
         return self._fetcher
 
-    def poll_once(self) -> LagSnapshot:
-        """Run one poll round, publish and return the new snapshot. Never raises."""
+    def poll_once(self, *, strict: bool = False) -> LagSnapshot:
+        """Run one poll round, publish and return the new snapshot.
+
+        Never raises, unless ``strict``: then a round that failed as a whole (Kafka unreachable,
+        groups not listed) raises its ``PipelineError`` and publishes nothing, so a one-shot
+        caller such as ``lag show`` can exit 1 instead of showing an empty table. Failures of
+        single groups or partitions never raise: those are marked ``stale``.
+        """
         self._last_attempt = time.monotonic()
         started = time.perf_counter()
         failed_before = sum(self._errors.values())
         try:
             groups, offsets = self._round()
         except PipelineError as exc:
+            if strict:
+                raise
             _LOG.warning("lag poll failed: %s", exc)
             groups = {
                 g: dataclasses.replace(v, stale=True) for g, v in self.snapshot.groups.items()
@@ -202,7 +220,7 @@ class LagPoller:
         for g in listing:
             c, d = committed.get(g.group), described.get(g.group)
             if isinstance(c, dict) and isinstance(d, GroupDescription):
-                pending[g.group] = self._offset_lags(g.group, c, offsets)
+                pending[g.group] = self._offset_lags(g.group, c, d.assigned, offsets)
         probes = self._read_records(pending, offsets)
         groups = {}
         for g in listing:
@@ -244,61 +262,85 @@ class LagPoller:
         self._uncommitted &= groups
 
     def _offset_lags(
-        self, group: str, committed: dict[TP, int], offsets: dict[TP, PartitionOffsets]
+        self,
+        group: str,
+        committed: dict[TP, int],
+        assigned: frozenset[TP],
+        offsets: dict[TP, PartitionOffsets],
     ) -> list[_Pending]:
+        """Offset lag of every committed partition, and of every assigned one without a commit.
+
+        An assigned partition with no committed offset is lag the group will have to read (or
+        skip) by its ``auto.offset.reset``: it is kept, with ``committed=None``.
+        """
         mode = choose_isolation(
             self.options.isolation, committed, offsets, group in self._uncommitted
         )
         if mode is Isolation.READ_UNCOMMITTED and self.options.isolation is Isolation.AUTO:
             self._uncommitted.add(group)
         out = []
-        for tp, c in sorted(committed.items()):
+        for tp in sorted(committed.keys() | assigned):
             log = offsets.get(tp)
             if log is None:  # deleted topic, or never read successfully
                 continue
-            ol = offset_lag(c, log, mode)
+            c = committed.get(tp)
+            ol = offset_lag(c, log, mode, self.options.offset_reset)
             key = (group, *tp)
-            idle = self._last_seen.get(key) == (c, ol.end_offset)
-            self._last_seen[key] = (c, ol.end_offset)
-            probe = (
-                mode is Isolation.READ_COMMITTED
-                and idle
-                and 0 < ol.lag <= self.options.marker_probe_max
-            )
-            position = max(c, log.log_start)
+            seen = (-1 if c is None else c, ol.end_offset)
+            idle = self._last_seen.get(key) == seen
+            self._last_seen[key] = seen
+            probe = idle and 0 < ol.lag <= self.options.marker_probe_max
             out.append(
-                _Pending(group, tp, c, position, ol.end_offset, ol.lag, ol.offset_expired, probe)
+                _Pending(
+                    group,
+                    tp,
+                    c,
+                    mode,
+                    ol.position,
+                    ol.end_offset,
+                    ol.lag,
+                    ol.offset_expired,
+                    probe,
+                )
             )
         return out
 
     def _read_records(
         self, pending: dict[str, list[_Pending]], offsets: dict[TP, PartitionOffsets]
-    ) -> dict[tuple[TP, int], RecordProbe]:
-        """Read records for marker probes and exact mode, cached by (partition, position)."""
-        wanted: dict[tuple[TP, int], int] = {}
+    ) -> dict[_ProbeKey, RecordProbe]:
+        """Read records for marker probes and exact mode, at each group's isolation level.
+
+        Cached by (partition, position, isolation): a read_committed read skips aborted records,
+        a read_uncommitted one does not, so one position can have two answers.
+        """
+        wanted: dict[_ProbeKey, int] = {}
         for rows in pending.values():
             for r in rows:
                 if r.lag > 0 and (r.probe or self.options.exact):
-                    wanted[(r.tp, r.position)] = r.end
+                    wanted[(r.tp, r.position, r.isolation)] = r.end
         valid = {}
         for key, end in wanted.items():
             hit = self._probes.get(key)
             if hit is not None and (hit[0].offset is not None or hit[1] == end):
                 valid[key] = hit
         self._probes = valid
-        todo: dict[TP, int] = {}
-        for tp, position in wanted:
-            if (tp, position) not in valid and tp not in todo:
-                todo[tp] = position
-        if todo:
+        todo: dict[Isolation, dict[TP, int]] = {}
+        for tp, position, isolation in wanted:
+            per = todo.setdefault(isolation, {})
+            if (tp, position, isolation) not in valid and tp not in per:
+                per[tp] = position
+        for isolation, positions in todo.items():
+            if not positions:
+                continue
             reader = self._reader
             if reader is None:
                 reader = self._reader = RecordReader(
                     self._settings, max_partitions=self.options.exact_max_partitions
                 )
             try:
-                for tp, probe in reader.read(todo).items():
-                    self._probes[(tp, todo[tp])] = (probe, wanted[(tp, todo[tp])])
+                for tp, probe in reader.read(positions, isolation).items():
+                    key = (tp, positions[tp], isolation)
+                    self._probes[key] = (probe, wanted[key])
             except PipelineError as exc:
                 self._errors["read_records"] += 1
                 _LOG.warning("%s", exc)
@@ -308,16 +350,18 @@ class LagPoller:
         self,
         d: GroupDescription,
         rows: list[_Pending],
-        probes: dict[tuple[TP, int], RecordProbe],
+        probes: dict[_ProbeKey, RecordProbe],
         offsets: dict[TP, PartitionOffsets],
         now: float,
     ) -> GroupLag:
         parts = []
         for r in rows:
             lag, seconds, bound = r.lag, 0.0, False
-            probe = probes.get((r.tp, r.position))
+            probe = probes.get((r.tp, r.position, r.isolation))
             if lag > 0 and probe is not None and (probe.offset is None or probe.offset >= r.end):
-                lag = 0  # only transaction markers or aborted records are left
+                # Nothing a consumer at this isolation level receives is left: only transaction
+                # markers (and, read_committed, aborted records).
+                lag = 0
             elif lag > 0:
                 if self.options.exact and probe is not None and probe.timestamp is not None:
                     seconds = max(0.0, now - probe.timestamp)
@@ -328,7 +372,7 @@ class LagPoller:
             window = self._windows.get(key)
             if window is None:
                 window = self._windows[key] = PartitionWindow(self.options.thresholds)
-            status = window.add(now, r.committed, lag)
+            status = window.add(now, -1 if r.committed is None else r.committed, lag)
             parts.append(
                 PartitionLag(
                     group=r.group,
@@ -357,6 +401,7 @@ class LagPoller:
                 or d.group in self._uncommitted
                 else "read_committed"
             ),
+            offset_reset=self.options.offset_reset.value,
             partitions=tuple(parts),
             status=worst([p.status for p in parts]),
             stale=any(p.stale for p in parts),

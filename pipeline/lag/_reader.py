@@ -2,8 +2,11 @@
 
 Cost is bounded: at most ``max_partitions`` partitions per call, one small fetch each
 (``fetch.message.max.bytes`` = 64 KiB), within ``timeout`` seconds; the caller caches results by
-(partition, offset), so a consumer that does not move is read once. The reader is an assign-only
-consumer: it never joins or commits to a group.
+(partition, offset, isolation), so a consumer that does not move is read once. The reader reads
+at the group's isolation level (one assign-only consumer per level, made when first needed): a
+read_committed consumer skips aborted records, a read_uncommitted one receives them, so "no
+record left" means the same thing for the reader as for the group. It never joins or commits to
+a group.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from pipeline._errors import PipelineError
 from pipeline._settings import Settings
+
+from ._math import Isolation
 
 __all__ = ["RecordProbe", "RecordReader"]
 
@@ -32,21 +37,22 @@ class RecordProbe:
 
 
 class RecordReader:
-    """Reads the first record at or after given offsets, read_committed (no group, no commits)."""
+    """Reads the first record at or after given offsets (no group, no commits)."""
 
     def __init__(self, settings: Settings, *, max_partitions: int = 100, timeout: float = 2.0):
         self._settings = settings
         self.max_partitions = max_partitions
         self.timeout = timeout
-        self._consumer: Consumer | None = None
+        self._consumers: dict[Isolation, Consumer] = {}
 
-    def _client(self) -> Consumer:
-        if self._consumer is None:
+    def _client(self, isolation: Isolation) -> Consumer:
+        consumer = self._consumers.get(isolation)
+        if consumer is None:
             conf = self._settings.consumer_config(
                 group_id="pipeline-lag-reader",
                 **{
                     "enable.partition.eof": True,
-                    "isolation.level": "read_committed",
+                    "isolation.level": isolation.value,
                     "fetch.message.max.bytes": 65536,
                     "queued.max.messages.kbytes": 1024,
                     "fetch.wait.max.ms": 50,
@@ -54,20 +60,29 @@ class RecordReader:
             )
             conf.pop("group.protocol", None)
             conf.pop("partition.assignment.strategy", None)
-            self._consumer = Consumer(conf)
-        return self._consumer
+            consumer = self._consumers[isolation] = Consumer(conf)
+        return consumer
 
-    def read(self, positions: dict[TP, int]) -> dict[TP, RecordProbe]:
+    def read(
+        self, positions: dict[TP, int], isolation: Isolation = Isolation.READ_COMMITTED
+    ) -> dict[TP, RecordProbe]:
         """Probe up to ``max_partitions`` positions; unanswered ones are left out.
+
+        Args:
+            positions: the offset to read from, per partition.
+            isolation: read as a read_committed or a read_uncommitted consumer would.
 
         Raises:
             PipelineError: the reader could not be created or assigned.
+            ValueError: ``isolation`` is AUTO (resolve it per group first).
         """
+        if isolation is Isolation.AUTO:
+            raise ValueError("resolve Isolation.AUTO before reading records")
         wanted = dict(list(positions.items())[: self.max_partitions])
         if not wanted:
             return {}
         try:
-            consumer = self._client()
+            consumer = self._client(isolation)
             consumer.assign([TopicPartition(t, p, off) for (t, p), off in wanted.items()])
         except KafkaException as exc:
             raise PipelineError(f"lag reader failed: {exc}") from exc
@@ -94,7 +109,7 @@ class RecordReader:
         return found
 
     def close(self) -> None:
-        """Close the consumer, if one was created."""
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
+        """Close the consumers that were created."""
+        consumers, self._consumers = self._consumers, {}
+        for consumer in consumers.values():
             consumer.close()

@@ -47,9 +47,17 @@ def _topic_rows(group: GroupLag) -> list[list[Any]]:
         parts = [p for p in group.partitions if p.topic == topic]
         worst = max(parts, key=lambda p: p.lag_seconds)
         lag = sum(p.lag for p in parts)
-        expired = " (expired)" if any(p.offset_expired for p in parts) else ""
+        flags = [
+            flag
+            for flag, on in (
+                ("expired", any(p.offset_expired for p in parts)),
+                ("no_commit", any(p.no_commit for p in parts)),
+            )
+            if on
+        ]
+        shown = f"{lag} ({', '.join(flags)})" if flags else str(lag)
         seconds = format_seconds(worst.lag_seconds, worst.lag_seconds_lower_bound)
-        rows.append([*head, topic, len(parts), f"{lag}{expired}", seconds])
+        rows.append([*head, topic, len(parts), shown, seconds])
     return rows
 
 
@@ -77,6 +85,7 @@ def snapshot_json(snapshot: LagSnapshot, group: str | None = None) -> dict[str, 
                 "assignor": g.assignor,
                 "members": g.members,
                 "isolation": g.isolation,
+                "offset_reset": g.offset_reset,
                 "status": g.status.name,
                 "stale": g.stale,
                 "error": g.error,
@@ -88,6 +97,7 @@ def snapshot_json(snapshot: LagSnapshot, group: str | None = None) -> dict[str, 
                         "topic": p.topic,
                         "partition": p.partition,
                         "committed_offset": p.committed,
+                        "no_commit": p.no_commit,
                         "end_offset": p.end_offset,
                         "lag": p.lag,
                         "offset_expired": p.offset_expired,
