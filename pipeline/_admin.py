@@ -12,7 +12,14 @@ from confluent_kafka.admin import AdminClient, ClusterMetadata
 from ._errors import KafkaOperationError, KafkaUnavailableError, PipelineError
 from ._settings import Settings
 
-__all__ = ["admin_client", "cluster_metadata", "kafka_error", "resolve", "resolve_all"]
+__all__ = [
+    "admin_client",
+    "check_reachable",
+    "cluster_metadata",
+    "kafka_error",
+    "resolve",
+    "resolve_all",
+]
 
 T = TypeVar("T")
 
@@ -79,3 +86,18 @@ def cluster_metadata(
         return admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise kafka_error(exc, "fetching metadata", settings.bootstrap_servers) from exc
+
+
+def check_reachable(settings: Settings, timeout: float = 10.0) -> None:
+    """Raise ``KafkaUnavailableError`` unless the cluster answers within ``timeout`` seconds.
+
+    librdkafka clients retry an unreachable cluster in the background for as long as they live,
+    so a service started against a wrong address would wait forever, and a producer would fail
+    every record one by one. Commands call this first to say it once, in one line (exit 1).
+    """
+    admin = admin_client(settings)
+    try:
+        future = admin.describe_cluster(request_timeout=timeout)
+    except KafkaException as exc:
+        raise kafka_error(exc, "connecting", settings.bootstrap_servers) from exc
+    resolve(future, "connecting", timeout + 5, settings.bootstrap_servers)

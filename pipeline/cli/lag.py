@@ -14,13 +14,14 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from pipeline._errors import ConfigError
+from pipeline._errors import ConfigError, KafkaOperationError
 from pipeline.lag import (
     Isolation,
     LagExposition,
     LagHTTPServer,
     LagOptions,
     LagPoller,
+    LagSnapshot,
     OffsetReset,
     StatusThresholds,
 )
@@ -149,7 +150,11 @@ def serve(
     exact: bool,
     **poll: Any,
 ) -> None:
-    """Serve lag metrics on /metrics (and /healthz, /readyz) until interrupted."""
+    """Serve lag metrics on /metrics (and /healthz, /readyz) until interrupted.
+
+    The first poll runs before serving: if Kafka cannot be reached then, the command exits 1.
+    Later failures keep the last values, marked stale, and count in the exporter's metrics.
+    """
     holder: list[LagPoller] = []
     exposition = LagExposition(
         lambda: holder[0].snapshot, compat_kafka_exporter="kafka_exporter" in compat
@@ -161,6 +166,11 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    try:
+        poller.poll_once(strict=True)  # Kafka unreachable at start: exit 1, like other commands
+    except BaseException:
+        poller.stop()
+        raise
     poller.start()
     server.start()
     click.echo(f"serving lag metrics on http://{host}:{server.port}/metrics", err=True)
@@ -192,29 +202,43 @@ def show(
     output: str,
     **poll: Any,
 ) -> None:
-    """Show lag per group and topic; time lag marked ≥ is a lower bound."""
+    """Show lag per group and topic; time lag marked ≥ is a lower bound.
+
+    Exits 1 when Kafka cannot be reached, or when --group names a group that does not exist.
+    """
     pattern = re.compile(f"^{re.escape(group)}$") if group else None
     options = _options(groups=pattern, exact=(not watch) if exact is None else exact, **poll)
     poller = LagPoller(obj.settings, options)
     try:
+        snap = _first(poller, group)
         if not watch:
-            snap = poller.poll_once()
             if output == "json":
                 print_json(snapshot_json(snap, group))
             else:
                 print_table(None, TABLE_COLUMNS, snapshot_rows(snap, group))
             return
-        _watch(poller, group, output)
+        _watch(poller, group, output, snap)
     finally:
         poller.stop()
 
 
-def _watch(poller: LagPoller, group: str | None, output: str) -> None:
+def _first(poller: LagPoller, group: str | None) -> LagSnapshot:
+    """The first poll: a failed round or a missing ``--group`` is an error (exit 1)."""
+    snap = poller.poll_once(strict=True)
+    if group is not None and group not in snap.groups:
+        raise KafkaOperationError(
+            f"consumer group {group!r} does not exist (`pipeline lag show` lists every group)"
+        )
+    return snap
+
+
+def _watch(poller: LagPoller, group: str | None, output: str, first: LagSnapshot) -> None:
     history: dict[str, deque[float]] = {}
+    snap: LagSnapshot | None = first
     with Live(console=console(), auto_refresh=False) as live:
         while True:
             started = time.monotonic()
-            snap = poller.poll_once()
+            snap = poller.poll_once() if snap is None else snap
             if output == "json":
                 print_json(snapshot_json(snap, group))
             else:
@@ -226,4 +250,5 @@ def _watch(poller: LagPoller, group: str | None, output: str) -> None:
                 for row in snapshot_rows(snap, group):
                     table.add_row(*(str(c) for c in row), sparkline(list(history.get(row[0], ()))))
                 live.update(table, refresh=True)
+            snap = None
             time.sleep(max(0.0, poller.options.interval - (time.monotonic() - started)))

@@ -13,6 +13,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from pipeline._admin import check_reachable
 from pipeline._delay import parse_duration
 from pipeline._errors import ConfigError, PipelineError
 from pipeline.avro._events import Event
@@ -173,12 +174,16 @@ def _send_all(
     errors: list[str] = []
     pending: list[tuple[int, Any]] = []
     producer = EventProducer(obj.settings)
+    checked = False
     try:
         for number, line in _lines(json_text, file):
             event, problem = _validate(model, number, line)
             if event is None:
                 errors.append(problem or f"line {number}: invalid")
                 continue
+            if not checked:  # else every line fails alone, after the message timeout
+                check_reachable(obj.settings)
+                checked = True
             record_key = str(getattr(event, key_field)) if key_field else key
             try:
                 future = producer.send(

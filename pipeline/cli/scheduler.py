@@ -10,6 +10,7 @@ from typing import Any
 import click
 from prometheus_client import CollectorRegistry
 
+from pipeline._admin import check_reachable
 from pipeline._http import ServiceHTTPServer
 from pipeline.scheduler._records import DEFAULT_TIERS, SchedulerConfig
 from pipeline.scheduler._service import Scheduler
@@ -105,6 +106,7 @@ def run(
         options["instance_id"] = instance_id
     config = _config(**options)
     settings = obj.settings
+    check_reachable(settings)  # unreachable at start: exit 1 in one line
     if create_topics:
         created = ensure_scheduler_topics(settings, config, partitions=partitions)
         for topic in created:

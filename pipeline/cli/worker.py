@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from pipeline._admin import check_reachable
 from pipeline._http import ServiceHTTPServer
 
 from ._context import CliContext
@@ -102,6 +103,8 @@ def run(
     app_worker.configure(**overrides)
     if app_worker.settings is None:
         app_worker.settings = obj.settings
+    # Unreachable at start: exit 1 in one line (the consumer would otherwise retry forever).
+    check_reachable(app_worker.settings)
     if create_topics:
         options = app_worker.options
         report = ensure_worker_topics(

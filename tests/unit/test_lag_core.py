@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from pipeline.lag import (
     Isolation,
+    OffsetReset,
     OffsetTimeTable,
     PartitionOffsets,
     PartitionWindow,
@@ -42,6 +43,14 @@ def test_lag_floored_at_log_start_and_flagged() -> None:
     assert (
         offset_lag(30, log(start=30, high=50), Isolation.READ_UNCOMMITTED).offset_expired is False
     )
+
+
+def test_no_commit_lag_follows_the_offset_reset() -> None:
+    partition = log(start=30, high=100, stable=90)
+    earliest = offset_lag(None, partition, Isolation.READ_COMMITTED, OffsetReset.EARLIEST)
+    assert (earliest.lag, earliest.position, earliest.offset_expired) == (60, 30, False)
+    latest = offset_lag(None, partition, Isolation.READ_UNCOMMITTED, OffsetReset.LATEST)
+    assert (latest.lag, latest.position, latest.end_offset) == (0, 100, 100)
 
 
 @given(
