@@ -156,3 +156,8 @@ class Worker:
     def ready(self) -> bool:
         """Whether the worker joined its group and has partitions (``/readyz``)."""
         return self._runner is not None and self._runner.ready()
+
+    def status(self) -> dict[str, object]:
+        """Progress and flow state for ``/healthz``: ``seconds_since_progress``, ``in_flight``,
+        ``assigned_partitions``, ``paused`` (empty before ``run()``)."""
+        return {} if self._runner is None else self._runner.status()

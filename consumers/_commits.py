@@ -63,10 +63,12 @@ class Committer:
         try:
             if sync:
                 result = self._consumer.commit(offsets=offsets, asynchronous=False)
-                self._metrics.committed(time.monotonic() - start, True)
                 failed = [tp for tp in result or () if tp.error is not None]
+                self._metrics.committed(time.monotonic() - start, not failed)
                 if failed:
-                    _LOG.warning("commit failed for %s", failed)
+                    _LOG.warning("commit failed for %s (retried with the next commit)", failed)
+                    refused = {(tp.topic, tp.partition) for tp in failed}
+                    points = [pp for pp in points if (pp[0].topic, pp[0].partition) not in refused]
             else:
                 self._sent.append(start)
                 self._consumer.commit(offsets=offsets, asynchronous=True)

@@ -38,6 +38,9 @@ class LoopHost(Protocol):
     def beat(self) -> None:
         """Mark the loop as alive."""
 
+    def idle(self) -> None:
+        """A poll brought nothing (caught up is progress)."""
+
     def dispatch(self, messages: list[Message]) -> None:
         """Hand consumed records to the handlers."""
 
@@ -73,6 +76,7 @@ class TransactionalLoop:
             runner.beat()
             messages = consumer.consume(options.batch_size, options.poll_timeout_s)
             if not messages:
+                runner.idle()
                 continue
             with runner.producer.transaction():
                 self._open = True

@@ -104,6 +104,11 @@ class WorkerMetrics:
         self.in_flight = gauge("pipeline_worker_in_flight", "Records dispatched, not finished.")
         self.paused = gauge("pipeline_worker_paused_partitions", "Partitions paused.")
         self.assigned = gauge("pipeline_worker_assigned_partitions", "Partitions assigned.")
+        self.since_progress = gauge(
+            "pipeline_worker_seconds_since_progress",
+            "Seconds since the worker last finished a record or was caught up with nothing to "
+            "do; it grows while the worker is stuck, owns no partitions, or its group rebalances.",
+        )
         self.pending_writes = gauge(
             "pipeline_worker_pending_writes",
             "Retry or dead-letter copies waiting to be written again after a failure.",

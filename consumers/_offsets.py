@@ -61,7 +61,7 @@ class PartitionState:
     assignment (after a revoke) can be recognised and ignored.
     """
 
-    __slots__ = ("committed", "in_flight", "partition", "revoked", "topic", "tracker")
+    __slots__ = ("at_end", "committed", "in_flight", "partition", "revoked", "topic", "tracker")
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
@@ -71,6 +71,8 @@ class PartitionState:
         self.in_flight = 0
         # Read by worker threads: queued work of a revoked partition is dropped, not run.
         self.revoked = False
+        # Consumed to the end of the log (librdkafka's partition EOF, and no record since).
+        self.at_end = False
 
     def __str__(self) -> str:
         return f"{self.topic}[{self.partition}]"

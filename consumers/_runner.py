@@ -48,6 +48,7 @@ class Runner:
         self.flow = FlowControl(self.options, self.metrics)
         self._room = self.flow.room
         self._heartbeat = 0.0
+        self._progress = time.monotonic()  # a record finished, or caught up with nothing to do
         self._error: BaseException | None = None
         self.consumer: Any = None
         self.transactional: TransactionalLoop | None = None
@@ -61,6 +62,19 @@ class Runner:
     def ready(self) -> bool:
         """Joined the group and owns at least one partition."""
         return self.healthy() and bool(self.parts)
+
+    def since_progress(self) -> float:
+        """Seconds since a record finished or the worker was caught up with nothing to do."""
+        return time.monotonic() - self._progress
+
+    def status(self) -> dict[str, object]:
+        """What ``/healthz`` shows besides ok/unavailable."""
+        return {
+            "seconds_since_progress": round(self.since_progress(), 3),
+            "in_flight": self.flow.in_flight,
+            "assigned_partitions": len(self.parts),
+            "paused": self.flow.paused,
+        }
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -111,10 +125,15 @@ class Runner:
         self.transactional = TransactionalLoop(self) if options.exactly_once else None
         self.committer = Committer(self.consumer, self.metrics)
         self.committer.lookup = self.parts.get
+        self.metrics.since_progress.set_function(self.since_progress)
 
     def _consumer_config(self) -> dict[str, Any]:
         options = self.options
-        extra: dict[str, Any] = {"on_commit": self._on_commit, "error_cb": self._on_error}
+        extra: dict[str, Any] = {
+            "on_commit": self._on_commit,
+            "error_cb": self._on_error,
+            "enable.partition.eof": True,  # tells "caught up" from "stuck" (progress metric)
+        }
         if options.exactly_once:
             extra["isolation.level"] = "read_committed"
         if options.static_membership and options.instance_id:
@@ -179,10 +198,18 @@ class Runner:
             messages = self.consumer.consume(size, options.poll_timeout_s)
             if messages:
                 self.dispatch(messages)
+            else:
+                self.idle()
         self.drain()
         self.writer.resend_due()
         flow.backpressure(now, self.consumer)
         self.committer.maybe_commit(self.parts.values(), options)
+
+    def idle(self) -> None:
+        """Nothing came: caught up (every partition at its end, nothing in flight) is progress."""
+        parts = self.parts
+        if parts and not self.flow.in_flight and all(p.at_end for p in parts.values()):
+            self._progress = time.monotonic()
 
     def dispatch(self, messages: list[Message]) -> None:
         """Hand records to the keyed executor, or handle them here (poll thread)."""
@@ -199,6 +226,8 @@ class Runner:
             here: Any = (msg.topic(), msg.partition())
             if here != where:  # a batch holds runs of one partition: look it up once a run
                 where, part = here, parts.get(here)
+                if part is not None:
+                    part.at_end = False
             if part is None:  # pragma: no cover - librdkafka delivers only assigned partitions
                 continue
             offset: int = msg.offset()  # type: ignore[assignment]
@@ -206,8 +235,9 @@ class Runner:
             part.in_flight += 1
             key = part if by_partition else msg.key()
             append((None if key is None else (part, key), Work(part, msg, offset)))
-        self.flow.in_flight += len(batch)
-        self.execution.submit(batch)
+        if batch:  # a batch of partition-EOF events only brings no work
+            self.flow.in_flight += len(batch)
+            self.execution.submit(batch)
 
     def _finish(self, work: Work, dropped: bool) -> None:
         """Called from worker and delivery threads: hand the completion to the poll thread."""
@@ -244,6 +274,7 @@ class Runner:
                 part.tracker.complete(work.offset)
         flow = self.flow
         if count:
+            self._progress = time.monotonic()
             flow.in_flight -= count
             self.committer.finished(count)
             if handled:
@@ -254,7 +285,11 @@ class Runner:
 
     def _consume_error(self, msg: Message) -> None:
         err: KafkaError = msg.error()  # type: ignore[assignment]
-        if err.fatal() or err.code() == KafkaError._FATAL:
+        if err.code() == KafkaError._PARTITION_EOF:
+            part = self.parts.get((msg.topic(), msg.partition()))  # type: ignore[arg-type]
+            if part is not None:
+                part.at_end = True
+        elif err.fatal() or err.code() == KafkaError._FATAL:
             self._fail(KafkaOperationError(f"fatal consumer error: {err.str()}"))
         elif err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
             _LOG.warning("consume: %s (is the topic created?)", err.str())

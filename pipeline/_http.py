@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -24,12 +25,23 @@ def _probe(check: Callable[[], bool]) -> bool:
         return False
 
 
+def _fields(status: Callable[[], Mapping[str, object]]) -> Mapping[str, object]:
+    """The status fields of a health body; a status hook that raises adds none."""
+    try:
+        return status()
+    except Exception:  # the probe's answer must not depend on the details
+        _LOG.exception("status hook raised")
+        return {}
+
+
 class ServiceHTTPServer:
     """Serve Prometheus metrics and liveness/readiness probes from a background thread.
 
     ``GET /metrics`` returns the registry in the text exposition format, or whatever ``render``
     returns when given (a service that pre-renders its page once per refresh). ``GET /healthz``
-    and ``GET /readyz`` answer 200 ``ok`` when their check returns True and 503 otherwise.
+    and ``GET /readyz`` answer 200 when their check returns True and 503 otherwise, with the
+    body ``ok`` or ``unavailable``; with ``status``, the body is JSON instead:
+    ``{"status": "ok", ...}`` with the fields ``status()`` returns.
     Nothing listens until ``start()``; ``port=0`` picks a free port (read it back from ``port``).
     """
 
@@ -42,6 +54,7 @@ class ServiceHTTPServer:
         port: int = 0,
         *,
         render: Callable[[], bytes] | None = None,
+        status: Callable[[], Mapping[str, object]] | None = None,
     ) -> None:
         if render is None:
             if registry is None:
@@ -54,6 +67,7 @@ class ServiceHTTPServer:
         self._render: Callable[[], bytes] = render
         self._healthy = healthy
         self._ready = ready
+        self._status = status
         self._host = host
         self._port = port
         self._server: ThreadingHTTPServer | None = None
@@ -112,7 +126,12 @@ class ServiceHTTPServer:
                 elif path in ("/healthz", "/readyz"):
                     check = owner._healthy if path == "/healthz" else owner._ready
                     ok = _probe(check)
-                    self._send(200 if ok else 503, b"ok\n" if ok else b"unavailable\n")
+                    code = 200 if ok else 503
+                    if owner._status is None:
+                        self._send(code, b"ok\n" if ok else b"unavailable\n")
+                    else:
+                        body = {"status": "ok" if ok else "unavailable", **_fields(owner._status)}
+                        self._send(code, json.dumps(body).encode() + b"\n", "application/json")
                 else:
                     self._send(404, b"not found\n")
 

@@ -53,6 +53,8 @@ SERVICE_VARIABLES = frozenset(
         "PIPELINE_SCHEDULER_GROUP",
         "PIPELINE_SCHEDULER_INSTANCE_ID",
         "PIPELINE_WORKER_INSTANCE_ID",
+        "PIPELINE_WORKER_COMMIT_INTERVAL",
+        "PIPELINE_WORKER_MAX_IN_FLIGHT",
     }
 )
 
@@ -67,6 +69,18 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
+}
+# Classic groups: a member that dies without leaving (kill -9, a lost host) holds up every
+# rebalance until its session expires, and the restart of any member starts one. librdkafka's
+# 45 s default froze a whole group for over a minute after three crashes. 6 s (the broker's
+# lowest allowed by default) with a heartbeat every 2 s resumes in about 6 s; the cost: a
+# member whose heartbeats cannot reach the coordinator for 6 s (a network blip, a broker
+# pause) is evicted and its partitions move. The heartbeat thread runs inside librdkafka, so
+# a busy or stuck handler never stops it. README "Recovery after a crash" has the figures.
+CLASSIC_GROUP_DEFAULTS: dict[str, Any] = {
+    "partition.assignment.strategy": "cooperative-sticky",
+    "session.timeout.ms": 6_000,
+    "heartbeat.interval.ms": 2_000,
 }
 
 
@@ -197,9 +211,9 @@ class Settings(BaseSettings):
         elif kind == "consumer":
             conf.update(CONSUMER_DEFAULTS)
             if self.group_protocol == "consumer":
-                conf["group.protocol"] = "consumer"
+                conf["group.protocol"] = "consumer"  # session and heartbeat: the broker's
             else:
-                conf["partition.assignment.strategy"] = "cooperative-sticky"
+                conf.update(CLASSIC_GROUP_DEFAULTS)
         conf.update(self.kafka)
         conf.update(getattr(self, kind))
         return conf

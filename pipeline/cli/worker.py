@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 from importlib import import_module
 from pathlib import Path
@@ -51,7 +52,24 @@ def worker() -> None:
     envvar="PIPELINE_WORKER_INSTANCE_ID",
     help="Stable id of this instance (transactional id; static membership with --static).",
 )
-@click.option("--static", is_flag=True, help="Static membership: group.instance.id=instance id.")
+@click.option(
+    "--static",
+    is_flag=True,
+    help="Static membership: group.instance.id = the instance id (default: the host name, "
+    "for one worker per host).",
+)
+@click.option(
+    "--commit-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="PIPELINE_WORKER_COMMIT_INTERVAL",
+    help="Seconds between offset commits while offsets move (default 1).",
+)
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(min=1),
+    envvar="PIPELINE_WORKER_MAX_IN_FLIGHT",
+    help="Records dispatched and not finished before the worker stops fetching (default 2000).",
+)
 @click.option("--drain-timeout", type=float, help="Seconds in-flight work may finish on stop.")
 @click.option(
     "--create-topics/--no-create-topics",
@@ -77,6 +95,8 @@ def run(
     exactly_once: bool,
     instance_id: str | None,
     static: bool,
+    commit_interval: float | None,
+    max_in_flight: int | None,
     drain_timeout: float | None,
     create_topics: bool,
     partitions: int,
@@ -94,10 +114,17 @@ def run(
         overrides["concurrency"] = concurrency
     if exactly_once:
         overrides["exactly_once"] = True
+    if static and not instance_id:
+        instance_id = socket.gethostname()
+        click.echo(f"static membership as {instance_id!r} (the host name)", err=True)
     if instance_id:
         overrides["instance_id"] = instance_id
     if static:
         overrides["static_membership"] = True
+    if commit_interval is not None:
+        overrides["commit_interval_s"] = commit_interval
+    if max_in_flight is not None:
+        overrides["max_in_flight"] = max_in_flight
     if drain_timeout is not None:
         overrides["drain_timeout_s"] = drain_timeout
     app_worker.configure(**overrides)
@@ -121,7 +148,12 @@ def run(
     server = None
     if metrics_port:
         server = ServiceHTTPServer(
-            app_worker.registry, app_worker.healthy, app_worker.ready, metrics_host, metrics_port
+            app_worker.registry,
+            app_worker.healthy,
+            app_worker.ready,
+            metrics_host,
+            metrics_port,
+            status=app_worker.status,
         )
         server.start()
     try:

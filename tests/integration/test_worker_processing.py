@@ -123,7 +123,8 @@ def test_backpressure_pauses_then_resumes(
         release.set()
         wait_until(lambda: len(handled) >= total, timeout=60)
         wait_until(lambda: state.sample("pipeline_worker_paused_partitions") == 0, timeout=10)
-        assert state.sample("pipeline_worker_in_flight") == 0
+        # Resumed means at most half the limit in flight; the rest drains within a poll tick.
+        wait_until(lambda: state.sample("pipeline_worker_in_flight") == 0, timeout=5)
 
 
 def test_handler_slower_than_max_poll_interval_causes_no_rebalance(

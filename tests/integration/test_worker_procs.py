@@ -62,13 +62,13 @@ class Tally:
 
 
 def tally(out: Path, keys: int, per_key: int) -> Tally:
-    """Read ``pid key seq`` lines: count duplicates, losses and per-key order violations."""
+    """Read ``pid key seq ...`` lines: count duplicates, losses and per-key order violations."""
     lines = out.read_text().splitlines() if out.exists() else []
     seen: Counter[tuple[str, int]] = Counter()
     last: dict[tuple[str, str], int] = defaultdict(lambda: -1)
     violations = 0
     for line in lines:
-        pid, key, seq_text = line.split()
+        pid, key, seq_text = line.split()[:3]
         seq = int(seq_text)
         seen[(key, seq)] += 1
         # Within one process, a key's events are handled in order; a redelivery after a crash

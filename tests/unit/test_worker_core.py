@@ -5,13 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from types import SimpleNamespace
 
 import pytest
+from confluent_kafka import KafkaError, TopicPartition
+from prometheus_client import CollectorRegistry
 
 import consumers
 from consumers import Dedup, RetryLater, RetryPolicy, exponential
+from consumers._commits import Committer
 from consumers._dedup import DedupWindow
 from consumers._keyed import KeyedExecutor
+from consumers._metrics import WorkerMetrics
 from consumers._offsets import OffsetTracker, PartitionState
 from consumers._process import expired
 from pipeline._errors import ConfigError
@@ -237,3 +242,40 @@ def test_record_context_reads_the_record_and_acts_as_a_context() -> None:
     assert (replaced.attempt, replaced.key) == (4, b"k")
     with pytest.raises(dataclasses.FrozenInstanceError):
         ctx.attempt = 5  # type: ignore[misc]
+
+
+class _RefusingConsumer:
+    """A consumer whose synchronous commit refuses one partition (as the broker reports it)."""
+
+    def __init__(self, refuse: int) -> None:
+        self.refuse = refuse
+        self.calls: list[list[tuple[int, int]]] = []
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> list[SimpleNamespace]:
+        assert not asynchronous
+        self.calls.append([(tp.partition, tp.offset) for tp in offsets])
+        too_large = KafkaError(KafkaError.OFFSET_METADATA_TOO_LARGE)
+        return [
+            SimpleNamespace(
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=tp.offset,
+                error=too_large if tp.partition == self.refuse else None,
+            )
+            for tp in offsets
+        ]
+
+
+def test_a_refused_partition_is_committed_again() -> None:
+    parts = [PartitionState("t", p) for p in (0, 1)]
+    for part in parts:
+        part.tracker.add(0)
+        part.tracker.complete(0)
+    consumer = _RefusingConsumer(refuse=1)
+    committer = Committer(consumer, WorkerMetrics(CollectorRegistry(), "g"))
+    committer.commit(parts, sync=True)
+    assert [p.committed for p in parts] == [1, None]
+    consumer.refuse = -1
+    committer.commit(parts, sync=True)  # only the refused one is due again
+    assert consumer.calls == [[(0, 1), (1, 1)], [(1, 1)]]
+    assert [p.committed for p in parts] == [1, 1]

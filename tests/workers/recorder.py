@@ -1,7 +1,7 @@
-"""A worker that appends ``pid key seq`` per handled event to a file (crash and restart tests).
+"""A worker that appends ``pid key seq partition time`` per handled event to a file.
 
-Configured by environment: WORKER_GROUP, WORKER_TOPIC, WORKER_OUT (the file), WORKER_SLEEP_MS,
-WORKER_MAX_IN_FLIGHT.
+For the crash and restart tests. Configured by environment: WORKER_GROUP, WORKER_TOPIC,
+WORKER_OUT (the file), WORKER_SLEEP_MS, WORKER_MAX_IN_FLIGHT, WORKER_COMMIT_INTERVAL_S.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ app = Worker(
     group=os.environ["WORKER_GROUP"],
     topics=[os.environ["WORKER_TOPIC"]],
     settings=load_settings(),
-    commit_interval_s=0.5,
+    commit_interval_s=float(os.environ.get("WORKER_COMMIT_INTERVAL_S", "0.5")),
     revoke_timeout_s=30.0,
     drain_timeout_s=20.0,
     max_in_flight=int(os.environ.get("WORKER_MAX_IN_FLIGHT", "2000")),
@@ -33,4 +33,5 @@ def record(event: ReminderDue, ctx: Context) -> None:
     if _SLEEP:
         time.sleep(_SLEEP)
     key = (ctx.key or b"").decode()
-    os.write(_FD, f"{_PID} {key} {event.attempt}\n".encode())  # one write: atomic append
+    line = f"{_PID} {key} {event.attempt} {ctx.partition} {time.time():.3f}\n"
+    os.write(_FD, line.encode())  # one write: atomic append
