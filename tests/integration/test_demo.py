@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,13 +17,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from tests.helpers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _delete_namespace(bootstrap_servers: str, prefix: str) -> None:
@@ -55,7 +50,7 @@ def test_demo_keeps_its_invariants(
     argv = [
         sys.executable, "-m", "pipeline.demo", "--duration", "15", "--rate", "20",
         "--poison-every", "40", "--reminder-every", "4", "--namespace", namespace,
-        "--lag-port", str(_free_port()), "--drain-timeout", "60",
+        "--lag-port", str(free_port()), "--drain-timeout", "60",
         "--summary-json", str(summary_path), "--log-dir", str(tmp_path / "logs"),
     ]  # fmt: skip
     try:

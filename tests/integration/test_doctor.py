@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = [sys.executable, "-m", "pipeline"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.kafka
@@ -39,7 +33,7 @@ def test_doctor_ok_against_running_broker(bootstrap_servers: str) -> None:
 
 def test_doctor_against_stopped_broker_is_fast_and_clear() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    port = _free_port()
+    port = free_port()
     started = time.monotonic()
     proc = subprocess.run(
         [*PIPELINE, "--bootstrap-servers", f"127.0.0.1:{port}", "doctor"],

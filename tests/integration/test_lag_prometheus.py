@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import urllib.parse
 import urllib.request
@@ -23,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from pipeline import Settings
 from pipeline._http import ServiceHTTPServer
 from pipeline.lag import LagCollector, LagOptions, LagPoller, StatusThresholds
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 from tests.integration.test_lag_support import commit, create_topic, group_consumer, join, produce
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,17 +52,11 @@ def dashboard_queries() -> list[str]:
     return [e.replace("$group", ".*") for e in exprs]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Prometheus:
     """A throwaway Prometheus on a free port, with a temp config and storage."""
 
     def __init__(self, workdir: Path, target: str, rules: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         config = workdir / "prometheus.yml"
         config.write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from consumers import ensure_worker_topics
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 from tests.integration.test_worker_procs import tally, worker_proc
 from tests.integration.test_worker_support import (
     committed,
@@ -24,12 +23,6 @@ from tests.integration.test_worker_support import (
 )
 
 pytestmark = pytest.mark.kafka
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -50,7 +43,7 @@ def test_cli_runs_serves_probes_and_stops_cleanly_on_sigterm(
     ensure_worker_topics(settings_for(bootstrap_servers), group, partitions=1)
     total = produce_reminders(bootstrap_servers, topic, keys=10, per_key=30)
     out = tmp_path / "handled.txt"
-    port = _free_port()
+    port = free_port()
     env = {
         "PIPELINE_BOOTSTRAP_SERVERS": bootstrap_servers,
         "WORKER_GROUP": group,
@@ -111,7 +104,7 @@ def test_healthz_and_metrics_show_seconds_since_progress(
     create_topics(bootstrap_servers, [topic], partitions=2)
     ensure_worker_topics(settings_for(bootstrap_servers), group, partitions=1)
     produce_reminders(bootstrap_servers, topic, keys=4, per_key=5)
-    port = _free_port()
+    port = free_port()
     env = {
         "PIPELINE_BOOTSTRAP_SERVERS": bootstrap_servers,
         "WORKER_GROUP": group,

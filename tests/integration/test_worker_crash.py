@@ -8,13 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import ConsumerGroupState
-from confluent_kafka.admin import AdminClient
 
 from consumers import ensure_worker_topics
 from examples.orders.events import ReminderDue
 from tests.helpers import read_topic, wait_until
-from tests.integration.test_worker_procs import Proc, tally, worker_proc
+from tests.integration.test_worker_procs import Proc, group_settled, tally, worker_proc
 from tests.integration.test_worker_support import (
     create_topics,
     produce_reminders,
@@ -78,7 +76,9 @@ def test_at_least_once_under_kill_9(
         # gives them out; a static member killed before that rejoin comes back with its cached
         # assignment and no rebalance happens, so those partitions stay unowned (a Kafka
         # protocol limit, documented in the README; KIP-848 groups do not have it).
-        wait_until(lambda: _topic_fully_assigned(bootstrap_servers, group, topic), timeout=120)
+        wait_until(
+            lambda: group_settled(bootstrap_servers, group, topic, 6, members=3), timeout=120
+        )
         for _ in range(5):  # a random worker each time, so a busy one is hit too
             time.sleep(rng.uniform(1.0, 3.0))
             victim = rng.choice(procs)
@@ -96,21 +96,6 @@ def test_at_least_once_under_kill_9(
     assert result.order_violations == 0
     # Redelivered at most: what was in flight plus what was done but not yet committed.
     assert result.duplicates <= 5 * (2000 + 2 * 1000), result
-
-
-def _topic_fully_assigned(bootstrap: str, group: str, topic: str) -> bool:
-    """Whether the group is stable with all partitions of ``topic`` owned by its members."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    if description.state != ConsumerGroupState.STABLE:
-        return False
-    owned = {
-        tp.partition
-        for member in description.members
-        for tp in (member.assignment.topic_partitions if member.assignment else [])
-        if tp.topic == topic
-    }
-    return len(owned) == 6
 
 
 def test_rolling_restart_has_no_duplicates_and_no_losses(

@@ -10,6 +10,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka.admin import AdminClient
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -84,3 +87,30 @@ def tally(out: Path, keys: int, per_key: int) -> Tally:
         missing=len(expected - set(seen)),
         order_violations=violations,
     )
+
+
+def group_settled(
+    bootstrap: str, group: str, topic: str, partitions: int, members: int | None = None
+) -> bool:
+    """Whether the group is stable, with ``members`` members (any number if None) that own
+    all ``partitions`` partitions of ``topic``.
+
+    Count the members: right after the first one joins, it owns everything and the group is
+    stable, before the others' joins start the rebalance that hands partitions out.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    except KafkaException:  # the coordinator is still loading, or moving
+        return False
+    if description.state != ConsumerGroupState.STABLE:
+        return False
+    if members is not None and len(description.members) != members:
+        return False
+    owned = {
+        tp.partition
+        for member in description.members
+        for tp in (member.assignment.topic_partitions if member.assignment else [])
+        if tp.topic == topic
+    }
+    return len(owned) == partitions

@@ -13,7 +13,6 @@ dynamic and with static members, and for KIP-848:
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import urllib.request
@@ -22,14 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
 from consumers import WorkerOptions, ensure_worker_topics
 from producers import EventProducer
-from tests.helpers import wait_until
-from tests.integration.test_worker_procs import Proc, tally, worker_proc
+from tests.helpers import free_port, wait_until
+from tests.integration.test_worker_procs import Proc, group_settled, tally, worker_proc
 from tests.integration.test_worker_support import create_topics, reminder, settings_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -49,30 +46,6 @@ class Kill:
     in_flight: float
     recent: int = 0  # records the victim handled in the commit interval before the kill
     resume_s: float = 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _settled(bootstrap: str, group: str, topic: str, members: int) -> bool:
-    """Whether the group is stable, with ``members`` members that own every partition."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        description = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    except KafkaException:  # the coordinator is still loading, or moving
-        return False
-    if description.state != ConsumerGroupState.STABLE or len(description.members) != members:
-        return False
-    owned = {
-        tp.partition
-        for member in description.members
-        for tp in (member.assignment.topic_partitions if member.assignment else [])
-        if tp.topic == topic
-    }
-    return len(owned) == PARTITIONS
 
 
 def _in_flight(port: int) -> float:
@@ -140,7 +113,7 @@ def test_group_resumes_quickly_and_redoes_little_after_kill_9(
         "WORKER_SLEEP_MS": "1",
         "WORKER_COMMIT_INTERVAL_S": str(COMMIT_INTERVAL_S),
     }
-    ports = [_free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(3)]
 
     def proc(i: int) -> Proc:
         extra = ["--static", "--instance-id", f"{group}-w{i}"] if static else []
@@ -154,7 +127,10 @@ def test_group_resumes_quickly_and_redoes_little_after_kill_9(
     )
     kills: list[Kill] = []
     try:
-        wait_until(lambda: _settled(bootstrap_servers, group, topic, members=3), timeout=120)
+        wait_until(
+            lambda: group_settled(bootstrap_servers, group, topic, PARTITIONS, members=3),
+            timeout=120,
+        )
         producer.start()
         wait_until(lambda: tally(out, KEYS, PER_KEY).unique > 1000, timeout=60)
         for n in range(3):
