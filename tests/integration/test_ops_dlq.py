@@ -315,8 +315,9 @@ def test_show_says_an_empty_partition_is_empty(
 
 
 def test_list_order_is_the_same_in_table_and_json(
-    bootstrap_servers: str, unique: Callable[[str], str]
+    bootstrap_servers: str, unique: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # one line per row, no cell cut short
     group = unique("ops-dlq")
     create_topic(bootstrap_servers, f"{group}.dlq", partitions=3)
     c = codec(bootstrap_servers)
@@ -338,7 +339,8 @@ def test_list_order_is_the_same_in_table_and_json(
     assert [f"{r['partition']}:{r['offset']}" for r in listed] == oldest_first
     table = run(bootstrap_servers, "dlq", "list", "-g", group)
     assert table.exit_code == 0, table.output
-    assert re.findall(r"^│ (\d+:\d+) ", table.output, re.MULTILINE) == oldest_first
+    cells = re.findall(r"^[│|] (\d+:\d+)\s", table.output, re.MULTILINE)
+    assert cells == oldest_first, table.output
     limited = run_json(bootstrap_servers, "dlq", "list", "-g", group, "--limit", "5")
     assert [f"{r['partition']}:{r['offset']}" for r in limited] == oldest_first[:5]
 
