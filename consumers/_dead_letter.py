@@ -39,7 +39,8 @@ from ._policy import Backoff
 from ._work import Work
 
 if TYPE_CHECKING:
-    from producers import DeliveryResult, EventProducer
+    from producers import DeliveryResult
+    from producers._sending import BytesSender
 
 __all__ = ["CopyWriter", "WriteJob", "dead_letter_headers", "retry_headers"]
 
@@ -127,7 +128,7 @@ class CopyWriter:
 
     def __init__(
         self,
-        producer: EventProducer,
+        producer: BytesSender,
         metrics: WorkerMetrics,
         backoff: Backoff,
         *,

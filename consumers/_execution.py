@@ -5,6 +5,8 @@ One small interface, ``Execution``, between the poll loop and the code that runs
 - ``Execution`` (the base): every record goes to the keyed executor's worker threads, one lane
   per key at a time; ``async def`` handlers run on one event loop thread (``EventLoopThread``)
   and the lane waits for them.
+- ``SerialExecution``: every record runs on the poll thread, in consumed order, with its
+  in-place retries (the test kit: deterministic, no threads).
 - ``InlineExecution``: cheap, CPU-bound synchronous handlers run on the poll thread itself,
   which saves a thread hand-off per record. Handlers that wait or are slow, and in-place retry
   backoffs, go to the threads; a watchdog takes over polling when a handler gets stuck.
@@ -23,7 +25,7 @@ from ._flow import FlowControl
 from ._keyed import KeyedExecutor
 from ._work import Work
 
-__all__ = ["Batch", "EventLoopThread", "Execution", "InlineExecution"]
+__all__ = ["Batch", "EventLoopThread", "Execution", "InlineExecution", "SerialExecution"]
 
 _LOG = logging.getLogger("consumers")
 Batch = list[tuple[Any, Work]]
@@ -89,6 +91,31 @@ class Execution:
         self.executor.shutdown(timeout=1.0)
         if self._events is not None:
             self._events.stop()
+
+
+class SerialExecution(Execution):
+    """Run every record on the poll thread, one after the other (the test kit).
+
+    Args:
+        executor: the per-key lanes (idle here; the poll loop still pokes them).
+        run: handle one record completely (the processor: in-place retries included).
+        events: the event loop of async handlers, if any (the poll thread waits for them).
+    """
+
+    def __init__(
+        self,
+        executor: KeyedExecutor[Work],
+        run: Callable[[Work], None],
+        events: EventLoopThread | None = None,
+    ) -> None:
+        super().__init__(executor, events)
+        self._run = run
+
+    def submit(self, batch: Batch) -> None:
+        """Handle ``batch`` here, in order."""
+        run = self._run
+        for _, work in batch:
+            run(work)
 
 
 class InlineExecution(Execution):

@@ -8,24 +8,24 @@ import time
 from collections import deque
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline._errors import ConsumeError, KafkaOperationError
 from pipeline._settings import Settings, load_settings
 from pipeline.avro._codec import Codec
-from producers import EventProducer
 
 from ._commits import Committer
 from ._dead_letter import CopyWriter
 from ._dedup import DedupWindow
 from ._eos import TransactionalLoop
-from ._execution import EventLoopThread, Execution, InlineExecution
+from ._execution import EventLoopThread, Execution, InlineExecution, SerialExecution
 from ._flow import FlowControl
 from ._keyed import KeyedExecutor
 from ._metrics import WorkerMetrics
 from ._offsets import PartitionState
 from ._process import Processor
 from ._spec import WorkerSpec
+from ._transport import KafkaTransport, Transport
 from ._work import Work
 
 __all__ = ["Runner"]
@@ -35,10 +35,17 @@ _HEALTH_STALE_S = 30.0
 
 
 class Runner:
-    """Runs one worker: consume, dispatch per key, track offsets, commit, pause and resume."""
+    """Runs one worker: consume, dispatch per key, track offsets, commit, pause and resume.
 
-    def __init__(self, worker: WorkerSpec, stop: threading.Event) -> None:
+    ``transport`` builds the clients (default: the Kafka ones); the test kit passes its
+    in-memory one and drives the loop itself (:meth:`start`, :meth:`step`, :meth:`close`).
+    """
+
+    def __init__(
+        self, worker: WorkerSpec, stop: threading.Event, transport: Transport | None = None
+    ) -> None:
         self.worker = worker
+        self.transport: Transport = transport or KafkaTransport()
         self.options = worker.options
         self._stop = stop
         self._settings: Settings = worker.settings or load_settings()
@@ -86,7 +93,8 @@ class Runner:
         if options.exactly_once:
             instance = options.instance_id or f"{worker.group}-{id(self):x}"
             transactional_id = f"{worker.group}.worker.{instance}"
-        self.producer = EventProducer(
+        serial = self.transport.serial
+        self.producer = self.transport.producer(
             self._settings,
             codec=codec,
             registry=worker.registry,
@@ -111,17 +119,19 @@ class Runner:
         )
         self.processor.on_error = self._fail
         executor: KeyedExecutor[Work] = KeyedExecutor(
-            self.processor, options.concurrency, name=f"worker-{worker.group}"
+            self.processor, 1 if serial else options.concurrency, name=f"worker-{worker.group}"
         )
         self.executor = executor
         self.execution: Execution
-        if options.inline and events is None and not options.exactly_once:
+        if serial:
+            self.execution = SerialExecution(executor, self.processor, events)
+        elif options.inline and events is None and not options.exactly_once:
             self.execution = InlineExecution(
                 executor, self.processor.inline, self._tick, self.running, self._fail, self._stop
             )
         else:
             self.execution = Execution(executor, events)
-        self.consumer = Consumer(self._consumer_config())
+        self.consumer = self.transport.consumer(self._consumer_config())
         self.transactional = TransactionalLoop(self) if options.exactly_once else None
         self.committer = Committer(self.consumer, self.metrics)
         self.committer.lookup = self.parts.get
@@ -153,9 +163,7 @@ class Runner:
 
     def run(self) -> None:
         """Consume until stopped; then drain, commit and leave the group."""
-        self._build()
-        self._subscribe()
-        _LOG.info("worker %s started (concurrency %d)", self.worker.group, self.options.concurrency)
+        self.start()
         try:
             if self.transactional is not None:
                 self.transactional.run()
@@ -164,6 +172,28 @@ class Runner:
                     self._tick()
         finally:
             self._shutdown()
+        self.raise_error()
+
+    def start(self) -> None:
+        """Build the clients and subscribe (what :meth:`run` does before its loop)."""
+        self._build()
+        self._subscribe()
+        _LOG.info("worker %s started (concurrency %d)", self.worker.group, self.options.concurrency)
+
+    def step(self) -> None:
+        """One round of the loop: consume, dispatch, apply completions, commit (test kit)."""
+        self._tick()
+
+    def close(self) -> None:
+        """Drain, commit and leave the group (what :meth:`run` does after its loop)."""
+        self._shutdown()
+
+    def raise_error(self) -> None:
+        """Raise the fatal error that stopped the worker, if any.
+
+        Raises:
+            ConsumeError: wrapping that error.
+        """
         if self._error is not None:
             raise ConsumeError(f"worker {self.worker.group} failed: {self._error}") from (
                 self._error
@@ -317,7 +347,7 @@ class Runner:
             part = PartitionState(tp.topic, tp.partition)
             self.parts[(tp.topic, tp.partition)] = part
             if dedup is not None:
-                self.processor.dedup[part] = DedupWindow(dedup)
+                self.processor.dedup[part] = DedupWindow(dedup, self.transport.monotonic)
         self.metrics.assigned.set(len(self.parts))
         self.metrics.rebalanced("assigned", len(partitions))
         self.flow.assigned()

@@ -109,6 +109,7 @@ class EventProducer:
         self._type_headers: dict[type[Event], bytes] = {}
         self._poll_hooks: list[Callable[[], None]] = []
         self._last_report: UserReport | None = None
+        self._clock: Callable[[], float] = time.time  # epoch seconds: due times of delays
 
     # -- public API -------------------------------------------------------------------------
 
@@ -402,7 +403,7 @@ class EventProducer:
         delay: timedelta | None,
     ) -> str:
         """Add the scheduler headers for ``topic`` and return the scheduler topic."""
-        headers.extend(scheduled_headers(topic, _due_ms(deliver_at, delay)))
+        headers.extend(scheduled_headers(topic, _due_ms(deliver_at, delay, self._clock())))
         return self._scheduler_topic
 
     def _produce(
@@ -455,13 +456,13 @@ def _normalise_headers(headers: HeaderInput) -> list[tuple[str, bytes | None]]:
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
 
 
-def _due_ms(deliver_at: datetime | None, delay: timedelta | None) -> int:
+def _due_ms(deliver_at: datetime | None, delay: timedelta | None, now: float) -> int:
     if deliver_at is not None and delay is not None:
         raise ConfigError("pass deliver_at or delay, not both")
     if delay is not None:
         if delay < timedelta(0):
             raise ConfigError(f"delay must not be negative, got {delay}")
-        return int((time.time() + delay.total_seconds()) * 1000)
+        return int((now + delay.total_seconds()) * 1000)
     assert deliver_at is not None
     if deliver_at.tzinfo is None:
         raise ConfigError("deliver_at must be timezone-aware (for example datetime.now(UTC))")

@@ -1,7 +1,9 @@
 """What a send batch needs from its producer, as a protocol below both (no import cycle).
 
 ``EventProducer`` satisfies ``RecordSender``; ``SendBatch`` depends on the protocol only, so
-the batch module never imports the producer module.
+the batch module never imports the producer module. ``BytesSender`` is the narrower contract
+of code that only forwards pre-encoded records (the worker's retry and dead-letter copies):
+``EventProducer`` and the test kit's in-memory producer satisfy it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from confluent_kafka import KafkaError, Message
 from pipeline.avro._events import Event
 
 from ._client import ClientHolder
+from ._delivery import DeliveryCallback, DeliveryFuture
 from ._headers import HeaderInput
 from ._metrics import ProducerMetrics
 
-__all__ = ["Key", "RecordSender"]
+__all__ = ["BytesSender", "Key", "RecordSender"]
 
 Key = bytes | str | Callable[[Any], bytes | str | None] | None
 
@@ -60,3 +63,20 @@ class RecordSender(Protocol):
         report: Callable[[KafkaError | None, Message], None],
     ) -> None:
         """Queue one record on ``holder``'s client (bounded wait, errors translated)."""
+
+
+class BytesSender(Protocol):
+    """Queue pre-encoded bytes with their headers; report delivery (``send_bytes``)."""
+
+    def send_bytes(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | str | None = None,
+        headers: HeaderInput = None,
+        deliver_at: datetime | None = None,
+        delay: timedelta | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> DeliveryFuture | None:
+        """Queue ``value`` for ``topic`` (through the scheduler when delayed)."""
