@@ -41,7 +41,8 @@ class _Report:
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
-            self.metrics.delivered(msg.topic() or "", msg.latency() or 0.0)
+            if type(msg) is Message:  # not an outbox-stored record
+                self.metrics.delivered(msg.topic() or "", msg.latency() or 0.0)
         else:
             self.metrics.failed(msg.topic() or "")
         self.done.append((self.future, err, msg))  # deque.append is thread-safe
