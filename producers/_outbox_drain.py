@@ -14,8 +14,6 @@ from typing import cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from pipeline._errors import ProduceError
-
 from ._outbox_file import OutboxFile, Row
 
 __all__ = ["PassResult", "drain_pass"]
@@ -45,9 +43,11 @@ def drain_pass(
     Keys in ``blocked()`` (live sends of that key still in flight) are skipped for this pass,
     with every later record of theirs, so a key's records still leave in order.
 
+    A record librdkafka refuses outright (an unknown topic, say) counts as failed and ends
+    the pass; it stays at the head of the outbox until Kafka takes it.
+
     Raises:
         OutboxError: the file could not be read or written.
-        ProduceError: librdkafka refused a record outright.
     """
     rows = _pick(file, limit, blocked())
     result = PassResult()
@@ -64,7 +64,10 @@ def drain_pass(
         return report
 
     for row in rows:
-        _produce(client, row, report_for(row))
+        refused = _produce(client, row, report_for(row))
+        if refused is not None:  # later rows wait for the next pass: they may share its key
+            result.failed.append((row, refused))
+            break
     if client.flush(timeout):
         client.purge()  # what did not finish in time fails now and stays in the outbox
         client.flush(5.0)
@@ -92,7 +95,7 @@ def _pick(file: OutboxFile, limit: int, blocked: Set[tuple[str, bytes]]) -> list
 
 def _produce(
     client: Producer, row: Row, report: Callable[[KafkaError | None, Message], None]
-) -> None:
+) -> KafkaError | None:
     while True:
         try:
             if row.headers:
@@ -100,10 +103,9 @@ def _produce(
                 client.produce(row.topic, row.value, row.key, headers=headers, on_delivery=report)
             else:
                 client.produce(row.topic, row.value, row.key, on_delivery=report)
-            return
+            return None
         except BufferError:
             client.poll(0.05)  # the local queue frees room as reports are served
         except KafkaException as exc:
-            raise ProduceError(
-                f"sending outbox record {row.seq} to {row.topic} failed: {exc}"
-            ) from exc
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            return err or KafkaError(KafkaError._FAIL, str(exc))

@@ -180,6 +180,14 @@ class OutboxFile:
         oldest = self.oldest_stored_at()
         return Summary(records, size, oldest, last, {(t, k): n for t, k, n in keys})
 
+    def topics(self) -> list[tuple[str, int, int]]:
+        """``(topic, records, bytes)`` per topic, by topic name."""
+        with self.lock, self._guard():
+            rows = self._conn.execute(
+                "SELECT topic, count(*), sum(size) FROM outbox GROUP BY topic ORDER BY topic"
+            ).fetchall()
+        return [(str(t), int(n), int(b)) for t, n, b in rows]
+
     def close(self) -> None:
         """Close the connection (checkpointing the WAL) and release the ownership lock."""
         with self.lock:
