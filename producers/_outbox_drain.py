@@ -14,7 +14,7 @@ from typing import cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from ._outbox_file import OutboxFile, Row
+from ._outbox_file import OutboxFile, Row, decode_headers, encode_headers
 
 __all__ = ["PassResult", "drain_pass"]
 
@@ -53,27 +53,60 @@ def drain_pass(
     result = PassResult()
     if not rows:
         return result
+    failures: list[tuple[KafkaError, Message]] = []
 
-    def report_for(row: Row) -> Callable[[KafkaError | None, Message], None]:
-        def report(err: KafkaError | None, _msg: Message) -> None:
-            if err is None:
-                result.acked.append(row)
+    def report(err: KafkaError | None, msg: Message) -> None:  # one callback for the pass
+        if err is not None:
+            failures.append((err, msg))
+
+    sent = rows
+    produce = client.produce
+    for i, row in enumerate(rows):
+        try:  # the common case inline; _produce() waits for room and maps refusals
+            if row.headers:
+                headers = cast(list[tuple[str, str | bytes | None]], decode_headers(row.headers))
+                produce(row.topic, row.value, row.key, headers=headers, on_delivery=report)
             else:
-                result.failed.append((row, err))
-
-        return report
-
-    for row in rows:
-        refused = _produce(client, row, report_for(row))
+                produce(row.topic, row.value, row.key, on_delivery=report)
+            continue
+        except (BufferError, KafkaException):
+            refused = _produce(client, row, report)
         if refused is not None:  # later rows wait for the next pass: they may share its key
             result.failed.append((row, refused))
+            sent = rows[:i]
             break
     if client.flush(timeout):
         client.purge()  # what did not finish in time fails now and stays in the outbox
         client.flush(5.0)
+    result.acked = _acked(sent, failures, result.failed)
     if result.acked:
         file.delete([row.seq for row in result.acked])
     return result
+
+
+def _acked(
+    sent: list[Row],
+    failures: list[tuple[KafkaError, Message]],
+    failed: list[tuple[Row, KafkaError]],
+) -> list[Row]:
+    """The sent rows minus those whose report failed (matched on topic, key, value, headers).
+
+    Two rows that match are the same record twice, so which of them is kept does not matter.
+    """
+    if not failures:
+        return sent
+    missing: dict[tuple[str, bytes | None, bytes | None, bytes], list[KafkaError]] = {}
+    for err, msg in failures:
+        headers = encode_headers(cast(list[tuple[str, bytes | None]], msg.headers() or []))
+        missing.setdefault((msg.topic() or "", msg.key(), msg.value(), headers), []).append(err)
+    acked = []
+    for row in sent:
+        errors = missing.get((row.topic, row.key, row.value, row.headers))
+        if errors:
+            failed.append((row, errors.pop()))
+        else:
+            acked.append(row)
+    return acked
 
 
 def _pick(file: OutboxFile, limit: int, blocked: Set[tuple[str, bytes]]) -> list[Row]:
@@ -99,7 +132,7 @@ def _produce(
     while True:
         try:
             if row.headers:
-                headers = cast(list[tuple[str, str | bytes | None]], row.headers)
+                headers = cast(list[tuple[str, str | bytes | None]], decode_headers(row.headers))
                 client.produce(row.topic, row.value, row.key, headers=headers, on_delivery=report)
             else:
                 client.produce(row.topic, row.value, row.key, on_delivery=report)

@@ -13,12 +13,14 @@ Contract version 1 (README "The producer outbox" says the same):
           topic     TEXT    NOT NULL,
           key       BLOB,                 -- NULL: no key
           value     BLOB,                 -- NULL: a tombstone
-          headers   BLOB    NOT NULL,     -- see encode_headers()
+          headers   BLOB    NOT NULL,     -- binary, see below
           size      INTEGER NOT NULL,     -- bytes counted against the byte cap
           stored_at REAL    NOT NULL      -- unix time (seconds) of the write
       )
 
-* Headers are JSON: a list of ``[name, hex value or null]`` pairs, order and repeats kept.
+* ``headers`` holds the record's headers in order, repeats kept, each as: name length
+  (2 bytes, big-endian), the name (UTF-8), value length (4 bytes, big-endian, signed; -1 for
+  a null value), the value. No headers: an empty blob.
 * One process owns the file at a time: an exclusive ``flock`` on the database file itself,
   held while it is open (a producer, or ``pipeline outbox drain``); ``status`` only reads.
 """
@@ -26,9 +28,9 @@ Contract version 1 (README "The producer outbox" says the same):
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -64,6 +66,8 @@ SCHEMA = """CREATE TABLE outbox (
 Synchronous = Literal["NORMAL", "FULL", "EXTRA"]
 Headers = Sequence[tuple[str, bytes | None]]
 _BUSY_TIMEOUT_MS = 5_000
+_NAME = struct.Struct(">H")
+_VALUE = struct.Struct(">i")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +78,7 @@ class Row:
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes | None]]
+    headers: bytes  # encoded: decode_headers() gives the list
     size: int
 
 
@@ -90,13 +94,39 @@ class Summary:
 
 
 def encode_headers(headers: Headers | None) -> bytes:
-    """Headers as the contract's JSON: ``[[name, hex or null], ...]``."""
-    return json.dumps([[k, None if v is None else v.hex()] for k, v in headers or ()]).encode()
+    """Headers in the contract's binary layout (module docstring)."""
+    if not headers:
+        return b""
+    parts: list[bytes] = []
+    for name, value in headers:
+        raw = name.encode()
+        parts.append(_NAME.pack(len(raw)))
+        parts.append(raw)
+        if value is None:
+            parts.append(_VALUE.pack(-1))
+        else:
+            parts.append(_VALUE.pack(len(value)))
+            parts.append(value)
+    return b"".join(parts)
 
 
 def decode_headers(data: bytes) -> list[tuple[str, bytes | None]]:
     """The inverse of :func:`encode_headers`."""
-    return [(k, None if v is None else bytes.fromhex(v)) for k, v in json.loads(data)]
+    out: list[tuple[str, bytes | None]] = []
+    i, end = 0, len(data)
+    name_at, value_at = _NAME.unpack_from, _VALUE.unpack_from
+    while i < end:
+        (length,) = name_at(data, i)
+        name = data[i + 2 : i + 2 + length].decode()
+        i += 2 + length
+        (length,) = value_at(data, i)
+        i += 4
+        if length < 0:
+            out.append((name, None))
+        else:
+            out.append((name, data[i : i + length]))
+            i += length
+    return out
 
 
 class OutboxFile:
@@ -155,12 +185,18 @@ class OutboxFile:
                 (after, limit),
             )
             rows = cursor.fetchall()
-        return [Row(s, t, k, v, decode_headers(h), n) for s, t, k, v, h, n in rows]
+        return [Row(*row) for row in rows]
 
     def delete(self, seqs: Sequence[int]) -> None:
-        """Remove acknowledged records, in one transaction."""
+        """Remove acknowledged records, in one transaction (runs of seqs as ranges)."""
+        ranges: list[tuple[int, int]] = []
+        for seq in sorted(seqs):
+            if ranges and ranges[-1][1] == seq - 1:
+                ranges[-1] = (ranges[-1][0], seq)
+            else:
+                ranges.append((seq, seq))
         with self.lock, self._guard(), self._conn:
-            self._conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            self._conn.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
 
     def oldest_stored_at(self) -> float | None:
         """When the head record (lowest ``seq``) was written, or None when empty."""

@@ -44,7 +44,7 @@ def test_new_file_follows_the_contract(tmp_path: Path) -> None:
     conn.close()
     head = file.head(10)
     assert [r.seq for r in head] == [0, 1, 2]
-    assert head[0].headers == [("h", b"\x00\xff")]
+    assert decode_headers(head[0].headers) == [("h", b"\x00\xff")]
     summary = file.summary()
     assert (summary.records, summary.size_bytes, summary.last_seq) == (3, 30, 2)
     assert summary.keys == {("t", b"k"): 3}
@@ -63,9 +63,14 @@ def test_synchronous_is_full_by_default_and_configurable(tmp_path: Path) -> None
     default.close()
 
 
-def test_headers_round_trip() -> None:
-    headers = [("a", b"1"), ("a", None), ("ce_id", bytes(range(256)))]
+def test_headers_round_trip_in_the_contract_layout() -> None:
+    headers = [("a", b"1"), ("a", None), ("ce_id", bytes(range(256))), ("é", b"")]
     assert decode_headers(encode_headers(headers)) == headers
+    # name length (u16 BE), name, value length (i32 BE, -1 for null), value
+    assert encode_headers([("h", b"\x00\xff"), ("n", None)]) == (
+        b"\x00\x01h\x00\x00\x00\x02\x00\xff" + b"\x00\x01n\xff\xff\xff\xff"
+    )
+    assert encode_headers(None) == b""
 
 
 def test_corrupt_file_names_the_path(tmp_path: Path) -> None:
