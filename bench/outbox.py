@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
                 ("ce_source", b"bench"),
                 ("ce_specversion", b"1.0"),
             ],
-        )  # fmt: skip
+        )
         for i, event in enumerate(make_events(args.events))
     ]
     down = f"127.0.0.1:{_closed_port()}"
@@ -111,11 +111,13 @@ def main(argv: list[str]) -> int:
             config={"message.timeout.ms": 1000},
         )
         warm = producer.send_bytes(topic, records[0][0], key=records[0][1])
-        assert warm is not None and warm.result(timeout=30).stored
+        assert warm is not None
+        assert warm.result(timeout=30).stored
         start = time.perf_counter()
         futures = [producer.send_bytes(topic, v, key=k, headers=h) for v, k, h in records]
         for future in futures:
-            assert future is not None and future.result(timeout=120).stored
+            assert future is not None
+            assert future.result(timeout=120).stored
         elapsed = time.perf_counter() - start
         producer.close()
         return len(records) / elapsed
