@@ -63,7 +63,8 @@ class AsyncEventProducer:
         loop: asyncio.AbstractEventLoop | None = None,
         **producer_kwargs: Any,
     ) -> None:
-        self.producer = producer or EventProducer(**producer_kwargs)
+        # not `producer or ...`: an idle EventProducer has len() 0, so it is falsy
+        self.producer = producer if producer is not None else EventProducer(**producer_kwargs)
         self._loop = loop
         self._done: deque[_Done] = deque()  # appended on the poll thread, popped on the loop
         self._lock = threading.Lock()

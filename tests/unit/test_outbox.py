@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
+from examples.orders.events import Address, LineItem, OrderPlaced
 from pipeline import (
     OutboxCorruptError,
     OutboxFull,
@@ -16,7 +21,13 @@ from pipeline import (
     load_settings,
 )
 from pipeline.cli import cli
-from producers import DeliveryStatus, EventProducer, OutboxConfig
+from producers import (
+    AsyncEventProducer,
+    DeliveryResult,
+    DeliveryStatus,
+    EventProducer,
+    OutboxConfig,
+)
 from producers._outbox_file import (
     APPLICATION_ID,
     VERSION,
@@ -202,3 +213,39 @@ def test_cli_drain_exits_1_when_kafka_is_unreachable(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "cannot reach Kafka" in result.output
+
+
+def _order() -> OrderPlaced:
+    return OrderPlaced(
+        order_id=uuid.uuid4(),
+        customer_id="c-1",
+        placed_at=datetime.now(UTC).replace(microsecond=0),
+        items=[LineItem(sku="s", quantity=1, unit_price=Decimal("1.00"))],
+        total=Decimal("1.00"),
+        shipping_address=Address(line1="1", city="c", postal_code="p", country="FR"),
+    )
+
+
+def test_async_producer_resolves_stored_and_keeps_the_given_producer(tmp_path: Path) -> None:
+    producer = EventProducer(
+        load_settings(bootstrap_servers=f"127.0.0.1:{free_port()}"),
+        registry=CollectorRegistry(),
+        outbox=tmp_path / "ob.db",
+    )
+    assert producer.outbox is not None
+    producer.outbox.down = True
+
+    async def run() -> list[DeliveryResult]:
+        async with AsyncEventProducer(producer) as ap:
+            assert ap.producer is producer  # an idle producer (len 0) is still the one used
+            return list(
+                await asyncio.wait_for(
+                    asyncio.gather(
+                        *(ap.send(e, key="k", topic="t") for e in (_order(), _order(), _order()))
+                    ),
+                    30,
+                )
+            )
+
+    results = asyncio.run(run())
+    assert [r.status for r in results] == [DeliveryStatus.STORED] * 3
