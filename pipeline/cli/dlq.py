@@ -15,11 +15,20 @@ from pipeline._names import dlq_topic, redrive_group, retry_topic
 from pipeline._settings import Settings
 from pipeline.avro._codec import Codec
 from pipeline.ops._dead_letters import DeadLetter, DeadLetterFilter, redrive_headers
+from pipeline.ops._redrive import (
+    DeadLetterGroup,
+    DeadLetterGroups,
+    RedrivePlan,
+    RedrivePosition,
+    Verdict,
+    origin_of,
+    read_positions,
+    save_positions,
+)
 from pipeline.ops._replay import TokenBucket
 from pipeline.ops._window import (
     PartitionRange,
     WindowReader,
-    committed_offsets,
     resolve_window,
     topic_partitions,
     window_consumer,
@@ -95,13 +104,19 @@ def list_(
     limit: int,
     output: str,
 ) -> None:
-    """List dead letters: time, original coordinates, error type and message, attempts."""
+    """List dead letters, one row per original record: time, origin, error, attempts, copies.
+
+    A record redriven and dead-lettered again is one row: the latest copy, and how many copies
+    the DLQ holds (``copies``). Rows are ordered by when their latest copy was dead-lettered,
+    oldest first (then DLQ partition and offset), in the table and in JSON alike; --limit keeps
+    the first rows.
+    """
     topic = dlq_topic(group)
     selector = DeadLetterFilter(
         since_ms=since, until_ms=until, error_type=error_type, key=_bytes(key)
     )
     consumer = window_consumer(obj.settings)
-    found: list[DeadLetter] = []
+    found = DeadLetterGroups()
     scanned = 0
     interrupted = False
     try:
@@ -110,41 +125,36 @@ def list_(
             for msg in batch:
                 scanned += 1
                 record = DeadLetter.from_message(msg)
-                if selector.matches(record) and len(found) < limit:
-                    found.append(record)
-            if len(found) >= limit:
-                break
+                if selector.matches(record):
+                    found.add(record)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         consumer.close()
-    _print_list(topic, found, output)
+    _print_list(topic, found.rows()[:limit], output)
     if interrupted:
         click.echo(f"interrupted after scanning {scanned} record(s)", err=True)
         raise click.exceptions.Exit(INTERRUPTED_EXIT)
 
 
-def _print_list(topic: str, found: list[DeadLetter], output: str) -> None:
+def _print_list(topic: str, rows: list[DeadLetterGroup], output: str) -> None:
     if output == "json":
-        print_json([r.summary() for r in found])
+        print_json([g.summary() for g in rows])
         return
-    rows = [
-        (
-            f"{r.partition}:{r.offset}",
-            r.failed_at or format_ms(r.timestamp_ms),
-            r.original,
-            text_or_hex(r.key),
-            r.error_type,
-            compact(r.error_message or "", 60),
-            r.attempts,
-        )
-        for r in found
-    ]
     print_table(
-        f"{topic}: {len(found)} dead letter(s)",
-        ["dlq p:offset", "failed at", "original", "key", "error type", "message", "attempts"],
-        rows,
-    )
+        f"{topic}: {len(rows)} dead letter(s), {sum(len(g.copies) for g in rows)} copies",
+        ["dlq p:offset", "failed at", "original", "key", "error type", "message", "attempts",
+         "copies"],
+        [
+            (
+                f"{r.partition}:{r.offset}", r.failed_at or format_ms(r.timestamp_ms), r.original,
+                text_or_hex(r.key), r.error_type, compact(r.error_message or "", 60), r.attempts,
+                len(g.copies),
+            )
+            for g in rows
+            for r in (g.latest,)
+        ],
+    )  # fmt: skip
 
 
 @dlq.command("show")
@@ -154,28 +164,33 @@ def _print_list(topic: str, found: list[DeadLetter], output: str) -> None:
 @OUTPUT_OPTION
 @click.pass_obj
 def show(obj: CliContext, group: str, partition: int, offset: int, output: str) -> None:
-    """Show one dead letter: value decoded (Avro as JSON, else hex) and every header."""
+    """Show one dead letter: value decoded (Avro as JSON, else hex) and every header.
+
+    ``copies`` counts the records of the DLQ with the same original coordinates (each redrive
+    that failed again adds one), and names where they are.
+    """
     topic = dlq_topic(group)
     consumer = window_consumer(obj.settings)
     try:
-        selected = topic_partitions(consumer, topic, (partition,), settings=obj.settings)
+        everything = topic_partitions(consumer, topic, settings=obj.settings)
+        topic_partitions(consumer, topic, (partition,), settings=obj.settings)
         ranges = resolve_window(
-            consumer, topic, selected, start_offsets={partition: offset},
+            consumer, topic, [partition], start_offsets={partition: offset},
             end_offsets={partition: offset + 1},
         )  # fmt: skip
         msgs = [m for batch in WindowReader(consumer, topic, ranges).batches() for m in batch]
+        if not msgs or msgs[0].offset() != offset:
+            raise KafkaOperationError(_missing(topic, partition, offset, ranges[0]))
+        record = DeadLetter.from_message(msgs[0])
     finally:
         consumer.close()
-    if not msgs or msgs[0].offset() != offset:
-        r = ranges[0]
-        raise KafkaOperationError(
-            f"no record at {topic}[{partition}]@{offset} (the partition holds {r.low}-{r.high - 1})"
-        )
-    record = DeadLetter.from_message(msgs[0])
+    copies = _copies(obj.settings, topic, everything, record)
     schema, value, error = decode_value(Codec.from_settings(obj.settings), record.value)
     detail = {
         **record.summary(),
         "timestamp": format_ms(record.timestamp_ms),
+        "copies": len(copies),
+        "copy_offsets": [f"{p}:{o}" for p, o in copies],
         "schema": schema,
         "value": value,
         "decode_error": error,
@@ -186,10 +201,38 @@ def show(obj: CliContext, group: str, partition: int, offset: int, output: str) 
         return
     for name in ("partition", "offset", "timestamp", "original", "key", "error_type", "attempts"):
         click.echo(f"{name}: {detail[name]}")
+    click.echo(f"copies: {len(copies)} (dlq p:offset {', '.join(detail['copy_offsets'])})")
     click.echo(f"schema: {schema or '-'}" + (f" ({error})" if error else ""))
     click.echo("value:")
     click.echo(value if isinstance(value, str) or value is None else _pretty(value))
     print_table("headers", ["name", "value"], detail["headers"])
+
+
+def _missing(topic: str, partition: int, offset: int, window: PartitionRange) -> str:
+    where = f"no record at {topic}[{partition}]@{offset}"
+    if window.high <= window.low:
+        return f"{where}: the partition is empty (its next offset is {window.high})"
+    return f"{where}: the partition holds offsets {window.low} to {window.high - 1}"
+
+
+def _copies(
+    settings: Settings, topic: str, partitions: list[int], record: DeadLetter
+) -> list[tuple[int, int]]:
+    """Where the DLQ holds records with the same original coordinates (``record`` included)."""
+    origin = origin_of(record)
+    if origin is None:
+        return [(record.partition, record.offset)]
+    consumer = window_consumer(settings)
+    try:
+        ranges = resolve_window(consumer, topic, partitions)
+        return sorted(
+            (m.partition(), m.offset())  # type: ignore[misc]
+            for batch in WindowReader(consumer, topic, ranges).batches()
+            for m in batch
+            if origin_of(DeadLetter.from_message(m)) == origin
+        )
+    finally:
+        consumer.close()
 
 
 def _pretty(value: Any) -> str:
@@ -206,12 +249,11 @@ def _bytes(text: str | None) -> bytes | None:
 class _Redrive:
     """What one redrive run did."""
 
+    plan: RedrivePlan
     scanned: int = 0
-    matched: int = 0
     sent: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
-    done: dict[int, int] = field(default_factory=dict)
     sample: list[DeadLetter] = field(default_factory=list)
     interrupted: bool = False
     committed: bool = False
@@ -232,6 +274,11 @@ class _Redrive:
 @_filters
 @PARTITION_OPTION
 @click.option("--rate", type=RATE, default="100/s", show_default=True, help="Records per second.")
+@click.option(
+    "--again",
+    is_flag=True,
+    help="Also send records that were redriven before and failed again (copies).",
+)
 @click.option("--execute", is_flag=True, help="Send; without it, a dry run.")
 @OUTPUT_OPTION
 @click.pass_obj
@@ -244,14 +291,17 @@ def redrive(
     key: str | None,
     partitions: tuple[int, ...],
     rate: float,
+    again: bool,
     execute: bool,
     output: str,
 ) -> None:
     """Send dead letters back through <group>.retry, attempts reset; a dry run by default.
 
-    The run starts where the last executed run stopped (tracked by the consumer group
-    <group>.dlq-redrive), so a record is never redriven twice by accident. Records the filters
-    leave out are passed over too: a later run does not offer them again.
+    Safe to run twice. The run starts where the last executed run stopped (a position kept in
+    the consumer group <group>.dlq-redrive), and a record that was redriven before and failed
+    again (it carries pipeline-redriven-at) is skipped unless --again is given; one run sends
+    one record per original coordinates. Records the filters leave out are passed over: a later
+    run does not offer them again.
     """
     settings = obj.settings
     source, target, tracker = dlq_topic(group), retry_topic(group), redrive_group(group)
@@ -259,18 +309,18 @@ def redrive(
         since_ms=since, until_ms=until, error_type=error_type, key=_bytes(key)
     )
     consumer = window_consumer(settings, tracker)
-    run = _Redrive()
     try:
         selected = topic_partitions(consumer, source, partitions, settings=settings)
         topic_partitions(consumer, target, settings=settings)
-        start = committed_offsets(consumer, source, selected)
-        ranges = resolve_window(consumer, source, selected, start_offsets=start, until_ms=until)
+        run = _Redrive(RedrivePlan(selector, again, read_positions(consumer, source, selected)))
+        ranges = resolve_window(
+            consumer, source, selected, start_offsets=run.plan.start_offsets(), until_ms=until
+        )
         total = sum(r.size for r in ranges)
         with progress_bar(total, f"redrive {source}", output != "json") as advance:
-            _redrive(settings, consumer, source, target, ranges, selector, rate, execute, run,
-                     advance)  # fmt: skip
-        if execute and not run.failed and not run.errors and run.done:
-            _commit(consumer, source, run.done, tracker)
+            _redrive(settings, consumer, source, target, ranges, rate, execute, run, advance)
+        if execute and not run.failed and not run.errors and run.plan.done:
+            save_positions(consumer, source, run.plan.next_positions(), tracker)
             run.committed = True
     finally:
         consumer.close()
@@ -290,7 +340,6 @@ def _redrive(
     source: str,
     target: str,
     ranges: list[PartitionRange],
-    selector: DeadLetterFilter,
     rate: float,
     execute: bool,
     run: _Redrive,
@@ -305,8 +354,7 @@ def _redrive(
             for msg in batch:
                 run.scanned += 1
                 record = DeadLetter.from_message(msg)
-                if selector.matches(record):
-                    run.matched += 1
+                if run.plan.decide(record) is Verdict.SEND:
                     if len(run.sample) < 20:
                         run.sample.append(record)
                     if producer is not None:
@@ -315,7 +363,7 @@ def _redrive(
                             target, record.value, key=record.key,
                             headers=redrive_headers(record.headers), on_delivery=run.on_delivery,
                         )  # fmt: skip
-                run.done[record.partition] = record.offset + 1
+                run.plan.handled(record)
             advance(len(batch))
     except KeyboardInterrupt:
         run.interrupted = True
@@ -327,32 +375,31 @@ def _redrive(
                 run.errors.append(str(exc))
 
 
-def _commit(consumer: Consumer, topic: str, done: dict[int, int], tracker: str) -> None:
-    try:
-        consumer.commit(
-            offsets=[TopicPartition(topic, p, o) for p, o in done.items()], asynchronous=False
-        )
-    except KafkaException as exc:
-        raise kafka_error(exc, f"saving the redrive position in group {tracker}") from exc
-
-
 def _redrive_report(
     run: _Redrive, source: str, target: str, tracker: str, execute: bool, output: str
 ) -> None:
+    counts = run.plan.counts
+    to_send, copies = counts[Verdict.SEND], counts[Verdict.REDRIVEN]
+    duplicates = counts[Verdict.DUPLICATE]
     if output == "json":
         print_json(
             {
                 "dry_run": not execute,
+                "again": run.plan.again,
                 "dlq_topic": source,
                 "retry_topic": target,
                 "position_group": tracker,
                 "scanned": run.scanned,
-                "matched": run.matched,
+                "matched": run.plan.matched,
+                "to_send": to_send,
+                "skipped_redriven": copies,
+                "skipped_duplicates": duplicates,
                 "redriven": run.sent,
                 "failed": run.failed,
                 "interrupted": run.interrupted,
                 "position_saved": run.committed,
-                "position": {str(p): o for p, o in sorted(run.done.items())},
+                "position": {str(p): pos.offset for p, pos in sorted(_next(run).items())},
+                "again_position": {str(p): pos.again for p, pos in sorted(_next(run).items())},
                 "records": [r.summary() for r in run.sample],
                 "errors": run.errors,
             }
@@ -369,17 +416,26 @@ def _redrive_report(
             ],
         )  # fmt: skip
     state = "interrupted: " if run.interrupted else ""
+    skipped = ""
+    if copies:
+        skipped += f"; skipped {copies} already redriven (pass --again to send them)"
+    if duplicates:
+        skipped += f"; skipped {duplicates} duplicate(s) of records this run sends"
     if execute:
         saved = f"; position saved in group {tracker}" if run.committed else ""
         click.echo(
-            f"{state}scanned {run.scanned}, matched {run.matched}, redriven {run.sent}, "
-            f"failed {run.failed}{saved}"
+            f"{state}scanned {run.scanned}, matched {run.plan.matched}, redriven {run.sent}, "
+            f"failed {run.failed}{skipped}{saved}"
         )
     else:
         click.echo(
-            f"{state}dry run: scanned {run.scanned}, would redrive {run.matched} to {target}; "
-            "pass --execute to send"
+            f"{state}dry run: scanned {run.scanned}, would redrive {to_send} to {target}"
+            f"{skipped}; pass --execute to send"
         )
+
+
+def _next(run: _Redrive) -> dict[int, RedrivePosition]:
+    return run.plan.next_positions() if run.plan.done else {}
 
 
 @dlq.command("purge")

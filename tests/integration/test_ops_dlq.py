@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
 from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import Consumer, Message
 
 from pipeline._headers import (
     ATTEMPT,
@@ -211,3 +214,187 @@ def test_worker_processes_redriven_records_again(
         wait_until(lambda: len(handled) >= 3, timeout=60)
     assert sorted(handled) == [(f"customer-{i}", f"{group}.retry", 1) for i in range(3)]
     assert run_json(bootstrap_servers, "dlq", "redrive", "-g", group, "--execute")["redriven"] == 0
+
+
+def _fail_again(bootstrap: str, group: str, expected: int, error_type: str) -> list[Sent]:
+    """Dead-letter the redriven copies on <group>.retry again, as the worker does: their headers
+    (pipeline-redriven-at and the original coordinates included) plus fresh error headers."""
+    copies = []
+    for msg in _retry_records(bootstrap, group, expected)[-expected:]:
+        kept = cast(list[tuple[str, bytes]], msg.headers() or [])
+        headers = [(k, v) for k, v in kept if k not in ERROR_HEADERS]
+        failed = dead_letter("x", None, group=group, error_type=error_type, origin=("x", 0, 0))
+        headers += [(k, v) for k, v in failed.headers if k in ERROR_HEADERS]
+        key, value = msg.key() or b"", msg.value() or b""
+        copies.append(Sent(key, value, tuple(headers), 0, "orders.OrderPlaced", None))
+    return produce(bootstrap, f"{group}.dlq", copies)
+
+
+def test_redrive_twice_skips_what_was_redriven_until_again(
+    bootstrap_servers: str, unique: Callable[[str], str]
+) -> None:
+    group = unique("ops-dlq")
+    _dead_letters(bootstrap_servers, group)
+    base = ["dlq", "redrive", "--group", group, "--rate", "1000/s"]
+    assert run_json(bootstrap_servers, *base, "--execute")["redriven"] == 6
+    _fail_again(bootstrap_servers, group, 6, "builtins.RuntimeError")  # DLQ: 6 + 6 copies
+
+    second = run_json(bootstrap_servers, *base, "--execute")
+    assert (second["scanned"], second["redriven"]) == (6, 0)
+    assert sum(end_offsets(bootstrap_servers, f"{group}.retry", 2)) == 6, "nothing re-sent"
+    assert second["skipped_redriven"] == 6
+    table = run(bootstrap_servers, *base, "--execute")
+    assert table.exit_code == 0, table.output
+    assert "scanned 0, matched 0, redriven 0" in table.output
+
+    listed = run_json(bootstrap_servers, "dlq", "list", "-g", group)
+    assert len(listed) == 6, "a record and its copy are one row"
+    assert {r["copies"] for r in listed} == {2}
+    assert {r["error_type"] for r in listed} == {"builtins.RuntimeError"}, "the latest failure"
+    row = next(r for r in listed if r["original"] == "orders[0]@100")
+    assert row["copy_offsets"] == ["0:0", row["copy_offsets"][1]]
+    shown = run_json(bootstrap_servers, "dlq", "show", "-g", group, "--offset", "0")
+    assert (shown["copies"], shown["copy_offsets"]) == (2, row["copy_offsets"])
+
+    c = codec(bootstrap_servers)
+    new = dead_letter(
+        "key-new", c.encode(order("late")), group=group, error_type="expired",
+        origin=("orders", 0, 999),
+    )  # fmt: skip
+    produce(bootstrap_servers, f"{group}.dlq", [new])
+    plain = run_json(bootstrap_servers, *base, "--execute")
+    assert (plain["redriven"], plain["skipped_redriven"]) == (1, 0)
+
+    dry = run_json(bootstrap_servers, *base, "--again")
+    assert (dry["dry_run"], dry["to_send"], dry["redriven"]) == (True, 6, 0)
+    again = run_json(bootstrap_servers, *base, "--again", "--execute")
+    assert (again["redriven"], again["position_saved"]) == (6, True), "copies, not key-new"
+    retried = _retry_records(bootstrap_servers, group, 13)
+    assert sum(m.key() == b"key-new" for m in retried) == 1
+    assert run_json(bootstrap_servers, *base, "--again", "--execute")["redriven"] == 0
+    assert run_json(bootstrap_servers, *base, "--execute")["redriven"] == 0
+
+
+def test_redrive_sends_one_record_per_original(
+    bootstrap_servers: str, unique: Callable[[str], str]
+) -> None:
+    group = unique("ops-dlq")
+    records = _dead_letters(bootstrap_servers, group)
+    twice = [r for r in records if r.key == b"key-1"]  # a worker that crashed dead-letters twice
+    produce(bootstrap_servers, f"{group}.dlq", twice)
+    done = run_json(bootstrap_servers, "dlq", "redrive", "-g", group, "--execute")
+    assert done["redriven"] == 6
+    assert sum(end_offsets(bootstrap_servers, f"{group}.retry", 2)) == 6
+    assert done["skipped_duplicates"] == 1
+
+
+def test_show_says_an_empty_partition_is_empty(
+    bootstrap_servers: str, unique: Callable[[str], str]
+) -> None:
+    group = unique("ops-dlq")
+    create_topic(bootstrap_servers, f"{group}.dlq", partitions=2)
+    empty = run(bootstrap_servers, "dlq", "show", "-g", group, "--partition", "1", "--offset", "0")
+    assert empty.exit_code == 1
+    assert empty.output.strip() == (
+        f"Error: no record at {group}.dlq[1]@0: the partition is empty (its next offset is 0)"
+    )
+    c = codec(bootstrap_servers)
+    records = [
+        dead_letter("k", c.encode(order("c")), group=group, error_type="x", origin=("o", 0, i))
+        for i in range(2)
+    ]
+    p = str(produce(bootstrap_servers, f"{group}.dlq", records)[0].partition)
+    holds = run(bootstrap_servers, "dlq", "show", "-g", group, "--partition", p, "--offset", "9")
+    assert holds.exit_code == 1
+    assert "the partition holds offsets 0 to 1" in holds.output
+    purge = run(bootstrap_servers, "dlq", "purge", "-g", group, "--before-offset", "2", "-y")
+    assert purge.exit_code == 0, purge.output
+    purged = run(bootstrap_servers, "dlq", "show", "-g", group, "--partition", p, "--offset", "0")
+    assert purged.exit_code == 1
+    assert "the partition is empty (its next offset is 2)" in purged.output
+
+
+def test_list_order_is_the_same_in_table_and_json(
+    bootstrap_servers: str, unique: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # one line per row, no cell cut short
+    group = unique("ops-dlq")
+    create_topic(bootstrap_servers, f"{group}.dlq", partitions=3)
+    c = codec(bootstrap_servers)
+    start = 1_700_000_000_000
+    records = [
+        dataclasses.replace(
+            dead_letter(
+                f"key-{i}", c.encode(order(f"c{i}")), group=group, error_type="x",
+                origin=("orders", 0, i),
+            ),
+            timestamp=start + 1000 * (23 - i),  # produced newest first
+        )
+        for i in range(24)
+    ]  # fmt: skip
+    placed = produce(bootstrap_servers, f"{group}.dlq", records)
+    assert len({r.partition for r in placed}) > 1
+    oldest_first = [f"{r.partition}:{r.offset}" for r in sorted(placed, key=lambda r: r.timestamp)]
+    listed = run_json(bootstrap_servers, "dlq", "list", "-g", group)
+    assert [f"{r['partition']}:{r['offset']}" for r in listed] == oldest_first
+    table = run(bootstrap_servers, "dlq", "list", "-g", group)
+    assert table.exit_code == 0, table.output
+    cells = re.findall(r"^[│|] (\d+:\d+)\s", table.output, re.MULTILINE)
+    assert cells == oldest_first, table.output
+    limited = run_json(bootstrap_servers, "dlq", "list", "-g", group, "--limit", "5")
+    assert [f"{r['partition']}:{r['offset']}" for r in limited] == oldest_first[:5]
+
+
+def test_worker_redrive_twice_is_once_only(
+    bootstrap_servers: str, unique: Callable[[str], str]
+) -> None:
+    """The issue's run: redrive, the worker dead-letters again, redrive again (3 -> 6, not 9)."""
+    consumers = pytest.importorskip("consumers")
+    from examples.orders.events import OrderPlaced
+    from pipeline._settings import Settings
+    from producers import EventProducer
+    from tests.integration.test_worker_support import running, wait_ready
+
+    group, topic = unique("ops-dlq-w"), unique("ops-dlq-src")
+    create_topic(bootstrap_servers, topic, partitions=2)
+    settings = Settings(bootstrap_servers=bootstrap_servers)
+    worker = consumers.Worker(group, [topic], settings=settings)
+
+    @worker.handler(OrderPlaced)
+    def on_order(event: OrderPlaced, ctx: Any) -> None:
+        raise consumers.DeadLetter("downstream is still broken")
+
+    def records(name: str) -> int:
+        consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "ops-test-meta"})
+        try:
+            partitions = len(consumer.list_topics(name, timeout=10).topics[name].partitions)
+        finally:
+            consumer.close()
+        return sum(end_offsets(bootstrap_servers, name, partitions))
+
+    def dead_letters() -> int:
+        return records(f"{group}.dlq")
+
+    base = ["dlq", "redrive", "-g", group, "--execute"]
+    with running(worker) as state:
+        wait_ready(state)
+        with EventProducer(settings) as producer:
+            for i in range(3):
+                producer.send(order(f"customer-{i}"), key=f"k{i}", topic=topic)
+        wait_until(lambda: dead_letters() >= 3)
+        assert run_json(bootstrap_servers, *base)["redriven"] == 3
+        wait_until(lambda: dead_letters() >= 6, timeout=60)
+
+        second = run_json(bootstrap_servers, *base)
+        assert second["redriven"] == 0
+        assert records(f"{group}.retry") == 3, "nothing re-sent"
+        assert second["skipped_redriven"] == 3
+        listed = run_json(bootstrap_servers, "dlq", "list", "-g", group)
+        assert sorted(r["copies"] for r in listed) == [2, 2, 2]
+        assert {r["original_topic"] for r in listed} == {topic}
+
+        assert run_json(bootstrap_servers, *base, "--again")["redriven"] == 3
+        wait_until(lambda: dead_letters() >= 9, timeout=60)
+        listed = run_json(bootstrap_servers, "dlq", "list", "-g", group)
+        assert sorted(r["copies"] for r in listed) == [3, 3, 3]
+    assert dead_letters() == 9
