@@ -9,8 +9,8 @@ machine, rounds alternating:
   ``send_bytes`` of every record until every future resolved ``STORED`` (committed with
   ``synchronous=FULL``);
 - **drain**: that outbox sent back to the real broker by the drain engine the producer's
-  drainer and ``pipeline outbox drain`` use (passes of 1,000, deleted once acknowledged),
-  until it is empty.
+  drainer and ``pipeline outbox drain`` use (passes of 1,000, two in flight, each deleted once
+  acknowledged), until it is empty.
 
 Each side is warmed first (one delivered record on a connected client; one stored record,
 which also flips the producer into "Kafka down"). The last line is JSON with ``ratio`` (drain
@@ -38,7 +38,7 @@ from examples.orders.events import OrderPlaced
 from pipeline import load_settings
 from pipeline.avro._codec import Codec
 from producers import EventProducer
-from producers._outbox_drain import drain_pass
+from producers._outbox_drain import drain_stream
 from producers._outbox_file import OutboxFile
 
 Record = tuple[bytes, bytes, list[tuple[str, bytes | None]]]
@@ -132,10 +132,11 @@ def main(argv: list[str]) -> int:
         start = time.perf_counter()
         drained = 0
         while drained < total:
-            result = drain_pass(file, producer, limit=1000, timeout=60)
-            if result.failed:
-                raise RuntimeError(f"drain failed: {result.failed[0][1].str()}")
-            drained += len(result.acked)
+            results = drain_stream(file, producer, limit=1000, timeout=60)
+            failed = [f for r in results for f in r.failed]
+            if failed:
+                raise RuntimeError(f"drain failed: {failed[0][1].str()}")
+            drained += sum(len(r.acked) for r in results)
         elapsed = time.perf_counter() - start
         file.close()
         return total / elapsed

@@ -30,7 +30,7 @@ from confluent_kafka import KafkaError, Message
 from pipeline._errors import OutboxError, OutboxFull, PipelineError, QueueFullError
 
 from ._client import ClientHolder
-from ._outbox_drain import drain_pass
+from ._outbox_drain import PassResult, drain_stream
 from ._outbox_file import OutboxFile, Row, Synchronous, encode_headers
 from ._outbox_metrics import OutboxMetrics
 
@@ -319,31 +319,38 @@ class Outbox:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
+            probe = self.down  # while Kafka is down, one record at a time
             try:
-                result = drain_pass(
+                results = drain_stream(
                     self.file,
                     self._drain_client.get(),
-                    limit=1 if self.down else self.config.drain_batch,  # a probe while down
+                    limit=1 if probe else self.config.drain_batch,
                     timeout=self._drain_timeout,
                     blocked=self._blocked,
+                    passes=1 if probe else None,
+                    on_pass=self._drained,
                 )
             except PipelineError as exc:
-                _LOG.warning("outbox drain pass failed: %s", exc)
+                _LOG.warning("outbox drain failed: %s", exc)
                 self._stop.wait(self.config.retry_interval)
                 continue
-            if result.acked:
-                self.down = False
-                self._unreserve(result.acked)
-                for row in result.acked:
-                    self._metrics.drained(row.topic)
-            for row, _err in result.failed:
-                self._metrics.failed(row.topic)
-            if result.failed:
-                _LOG.info("outbox: %d record(s) not sent back yet: %s", len(result.failed),
-                          result.failed[0][1].str())  # fmt: skip
+            failed = [f for r in results for f in r.failed]
+            if failed:
+                _LOG.info(
+                    "outbox: %d record(s) not sent back yet: %s", len(failed), failed[0][1].str()
+                )
                 self._stop.wait(self.config.retry_interval)
-            elif not result.acked:
+            elif not any(r.acked for r in results):
                 self._stop.wait(0.02)  # every head key still has live sends in flight
+
+    def _drained(self, result: PassResult) -> None:
+        if result.acked:
+            self.down = False
+            self._unreserve(result.acked)
+            for row in result.acked:
+                self._metrics.drained(row.topic)
+        for row, _err in result.failed:
+            self._metrics.failed(row.topic)
 
     # -- waiting and closing ----------------------------------------------------------------
 

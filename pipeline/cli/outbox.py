@@ -10,7 +10,7 @@ from confluent_kafka import Producer
 
 from pipeline._admin import check_reachable
 from pipeline._errors import OutboxFileError
-from producers._outbox_drain import drain_pass
+from producers._outbox_drain import drain_stream
 from producers._outbox_file import VERSION, OutboxFile
 
 from ._context import CliContext
@@ -113,11 +113,16 @@ def _drain(file: OutboxFile, client: Producer, timeout: float, batch: int) -> in
     left = total
     with progress_bar(total, "draining", enabled=True) as advance:
         while left and time.monotonic() < deadline:
-            result = drain_pass(file, client, limit=batch, timeout=min(60.0, timeout))
-            advance(len(result.acked))
-            left -= len(result.acked)
-            if result.failed:
-                _, err = result.failed[0]
-                click.echo(f"not taken yet ({len(result.failed)}): {err.str()}", err=True)
+            results = drain_stream(
+                file,
+                client,
+                limit=batch,
+                timeout=min(60.0, timeout),
+                on_pass=lambda r: advance(len(r.acked)),
+            )
+            left -= sum(len(r.acked) for r in results)
+            failed = [f for r in results for f in r.failed]
+            if failed:
+                click.echo(f"not taken yet ({len(failed)}): {failed[0][1].str()}", err=True)
                 time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))  # broker not back yet
     return file.summary().records
