@@ -4,8 +4,8 @@ from ._async import AsyncEventProducer
 from ._batch import SendBatch
 from ._delivery import DeliveryCallback, DeliveryFuture, DeliveryResult, DeliveryStatus
 from ._metrics import ProducerMetrics
-from ._outbox import OutboxConfig
 from ._outbox_metrics import OutboxMetrics
+from ._outbox_records import OutboxConfig
 from ._producer import EventProducer
 from ._sending import Key
 

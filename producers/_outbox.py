@@ -21,8 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Set
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 from confluent_kafka import KafkaError, Message
@@ -31,88 +29,23 @@ from pipeline._errors import OutboxError, OutboxFull, PipelineError, QueueFullEr
 
 from ._client import ClientHolder
 from ._outbox_drain import PassResult, drain_stream
-from ._outbox_file import OutboxFile, Row, Synchronous, encode_headers
+from ._outbox_file import OutboxFile, Row, encode_headers
 from ._outbox_metrics import OutboxMetrics
+from ._outbox_records import (
+    DOWN_CODES,
+    STORABLE_CODES,
+    OutboxConfig,
+    PendingRow,
+    Report,
+    StoredMessage,
+)
 
-__all__ = ["Outbox", "OutboxConfig", "StoredMessage"]
+__all__ = ["Outbox"]
 
 _LOG = logging.getLogger("producers.outbox")
-Report = Callable[[KafkaError | None, Message], None]
 Headers = list[tuple[str, bytes | None]] | None
 Live = Callable[[str, bytes | None, bytes | None, Headers, Report], None]
 _Key = tuple[str, bytes]
-_DOWN = frozenset(
-    {KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
-     KafkaError._ALL_BROKERS_DOWN}
-)  # fmt: skip
-_STORABLE = _DOWN | {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._QUEUE_FULL}
-
-
-@dataclass(frozen=True, kw_only=True)
-class OutboxConfig:
-    """Where the outbox lives and how much it may hold.
-
-    Args:
-        path: the SQLite file (created if missing).
-        max_records: the record cap; past it, sends raise ``OutboxFull``.
-        max_bytes: the byte cap (key + value + headers + topic of each record).
-        synchronous: SQLite ``synchronous``: ``FULL`` (default: a stored record survives power
-            loss), ``NORMAL`` (survives a process crash; the last commits may be lost on power
-            loss) or ``EXTRA``.
-        drain_batch: records sent back per drain pass (the duplicate bound after a crash).
-        retry_interval: seconds between drain passes while Kafka does not answer.
-    """
-
-    path: Path
-    max_records: int = 1_000_000
-    max_bytes: int = 1 << 30
-    synchronous: Synchronous = "FULL"
-    drain_batch: int = 1_000
-    retry_interval: float = 1.0
-
-
-class StoredMessage:
-    """What a stored record's delivery callback receives: partition and offset are -1."""
-
-    __slots__ = ("_key", "_topic", "_ts")
-
-    def __init__(self, topic: str, key: bytes | None) -> None:
-        self._topic, self._key, self._ts = topic, key, int(time.time() * 1000)
-
-    def topic(self) -> str:
-        return self._topic
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def partition(self) -> int:
-        return -1
-
-    def offset(self) -> int:
-        return -1
-
-    def timestamp(self) -> tuple[int, int]:
-        return (0, self._ts)
-
-    def latency(self) -> None:
-        return None
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A record on its way into the file, with the callback to resolve once it is there."""
-
-    seq: int
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: bytes
-    report: Report
-    from_live: bool  # its key was counted in flight; settle that once it is written
-
-    @property
-    def size(self) -> int:
-        return len(self.topic) + len(self.key or b"") + len(self.value or b"") + len(self.headers)
 
 
 class _LiveReport:
@@ -125,14 +58,14 @@ class _LiveReport:
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         key = msg.key()
-        if err is None or err.code() not in _STORABLE:
+        if err is None or err.code() not in STORABLE_CODES:
             self.outbox.settle(msg.topic() or "", key)
             self.report(err, msg)
             return
-        if err.code() in _DOWN:
+        if err.code() in DOWN_CODES:
             self.outbox.down = True
         headers = encode_headers(cast(Headers, msg.headers()))
-        row = _Pending(self.seq, msg.topic() or "", key, msg.value(), headers, self.report, True)
+        row = PendingRow(self.seq, msg.topic() or "", key, msg.value(), headers, self.report, True)
         if not self.outbox.store(row, raise_full=False):
             self.report(err, msg)  # the outbox is full: the send fails, reported as such
 
@@ -156,7 +89,7 @@ class Outbox:
         self._next_seq = summary.last_seq + 1
         self.down = False
         self._cond = threading.Condition()
-        self._queue: list[_Pending] = []
+        self._queue: list[PendingRow] = []
         self._writing = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -195,14 +128,14 @@ class Outbox:
             if not direct and tk is not None:
                 self._inflight[tk] = self._inflight.get(tk, 0) + 1
         if direct:
-            row = _Pending(seq, topic, key, value, encode_headers(headers), report, False)
+            row = PendingRow(seq, topic, key, value, encode_headers(headers), report, False)
             self.store(row, raise_full=True)
             return
         try:
             live(topic, value, key, headers, _LiveReport(self, seq, report))
         except QueueFullError:  # full past max_block: Kafka is not taking records
             self.down = True
-            row = _Pending(seq, topic, key, value, encode_headers(headers), report, True)
+            row = PendingRow(seq, topic, key, value, encode_headers(headers), report, True)
             self.store(row, raise_full=True)
         except BaseException:
             self.settle(topic, key)
@@ -215,7 +148,7 @@ class Outbox:
         with self._cond:
             _decrement(self._inflight, (topic, key))
 
-    def store(self, row: _Pending, *, raise_full: bool) -> bool:
+    def store(self, row: PendingRow, *, raise_full: bool) -> bool:
         """Reserve room and queue ``row`` for the writer; False (or OutboxFull) when full."""
         size = row.size
         with self._cond:
@@ -276,7 +209,7 @@ class Outbox:
                 self._cond.notify_all()
             self._wake.set()
 
-    def _write(self, batch: list[_Pending]) -> None:
+    def _write(self, batch: list[PendingRow]) -> None:
         try:
             self.file.insert((p.seq, p.topic, p.key, p.value, p.headers, p.size) for p in batch)
         except OutboxError as exc:
@@ -298,14 +231,14 @@ class Outbox:
             p.report(None, StoredMessage(p.topic, p.key))  # type: ignore[arg-type]
         self._after_reports()
 
-    def _unreserve(self, rows: list[_Pending] | list[Row]) -> None:
+    def _unreserve(self, rows: list[PendingRow] | list[Row]) -> None:
         with self._cond:
             for row in rows:
                 self.records -= 1
                 self.size_bytes -= row.size
                 if row.key is not None:
                     _decrement(self._pending, (row.topic, row.key))
-                    if isinstance(row, _Pending) and row.from_live:
+                    if isinstance(row, PendingRow) and row.from_live:
                         _decrement(self._inflight, (row.topic, row.key))
             self._cond.notify_all()
 

@@ -33,8 +33,9 @@ from ._client import INLINE_POLL_MASK, ClientHolder
 from ._delivery import DeliveryCallback, DeliveryFuture, UserReport
 from ._headers import HeaderInput, cloudevent_headers
 from ._metrics import ProducerMetrics
-from ._outbox import Outbox, OutboxConfig
+from ._outbox import Outbox
 from ._outbox_metrics import OutboxMetrics
+from ._outbox_records import OutboxConfig
 from ._sending import Key
 
 __all__ = ["EventProducer"]
