@@ -87,10 +87,9 @@ def test_kill_9_with_records_stored_then_restart_drains_all(
     assert child.returncode == -signal.SIGKILL
 
     create_topic(bootstrap_servers, topic, partitions=3)
+    registry = CollectorRegistry()
     producer = EventProducer(
-        load_settings(bootstrap_servers=bootstrap_servers),
-        registry=CollectorRegistry(),
-        outbox=path,
+        load_settings(bootstrap_servers=bootstrap_servers), registry=registry, outbox=path
     )
     assert producer.outbox is not None
     assert producer.outbox.records == STORED  # everything the killed process stored survived
@@ -103,6 +102,9 @@ def test_kill_9_with_records_stored_then_restart_drains_all(
     assert producer.outbox.drain(timeout=120) == 0
     assert producer.flush(60) == 0
     assert all(f.done() for f in later)
+    drained = registry.get_sample_value("pipeline_producer_outbox_drained_total", {"topic": topic})
+    assert drained == STORED + 200  # the later sends went through the outbox, behind
+    assert registry.get_sample_value("pipeline_producer_outbox_records") == 0
     producer.close()
 
     msgs = read_topic(bootstrap_servers, topic, STORED + 200, timeout=60, idle=1.0)

@@ -129,9 +129,10 @@ def test_producer_with_a_locked_outbox_fails_at_construction(tmp_path: Path) -> 
 def test_full_outbox_raises_and_drops_nothing(tmp_path: Path) -> None:
     """Kafka unreachable: sends are stored up to the cap, then refused with OutboxFull."""
     config = OutboxConfig(path=tmp_path / "ob.db", max_records=5)
+    registry = CollectorRegistry()
     producer = EventProducer(
         load_settings(bootstrap_servers=f"127.0.0.1:{free_port()}"),
-        registry=CollectorRegistry(),
+        registry=registry,
         outbox=config,
         config={"message.timeout.ms": 1000},
     )
@@ -145,6 +146,13 @@ def test_full_outbox_raises_and_drops_nothing(tmp_path: Path) -> None:
     with pytest.raises(OutboxFull, match="is full"):
         producer.send_bytes("t", b"v5", key=b"k")
     assert all(f is not None and f.result(timeout=10).stored for f in futures)
+    metric = registry.get_sample_value
+    assert metric("pipeline_producer_outbox_records") == 5
+    assert metric("pipeline_producer_outbox_bytes") == producer.outbox.size_bytes > 0
+    assert metric("pipeline_producer_outbox_stored_total", {"topic": "t"}) == 5
+    assert metric("pipeline_producer_outbox_oldest_age_seconds") >= 0
+    assert metric("pipeline_producer_records_sent_total", {"topic": "t"}) is None  # not sent
+    assert metric("pipeline_producer_records_failed_total", {"topic": "t"}) is None
     producer.close()
     file = OutboxFile.open(config.path)
     assert [r.value for r in file.head(10)] == [b"v%d" % i for i in range(5)]
