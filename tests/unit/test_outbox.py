@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from examples.orders.events import Address, LineItem, OrderPlaced
 from pipeline import (
+    DeliveryError,
     OutboxCorruptError,
     OutboxFull,
     OutboxLockedError,
@@ -257,3 +258,33 @@ def test_async_producer_resolves_stored_and_keeps_the_given_producer(tmp_path: P
 
     results = asyncio.run(run())
     assert [r.status for r in results] == [DeliveryStatus.STORED] * 3
+
+
+def test_sqlite_write_lock_held_elsewhere_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another connection holding the write lock: the insert fails naming the path, and a
+    send that could not be stored fails (DeliveryError), it is not lost silently."""
+    monkeypatch.setattr("producers._outbox_file._BUSY_TIMEOUT_MS", 100)
+    path = tmp_path / "ob.db"
+    producer = EventProducer(
+        load_settings(bootstrap_servers=f"127.0.0.1:{free_port()}"),
+        registry=CollectorRegistry(),
+        outbox=path,
+    )
+    assert producer.outbox is not None
+    producer.outbox.down = True
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(OutboxLockedError, match=str(path)):
+        producer.outbox.file.insert(_rows(1))
+    future = producer.send_bytes("t", b"v", key=b"k")
+    assert future is not None
+    error = future.exception(timeout=10)
+    assert isinstance(error, DeliveryError)
+    assert "locked" in str(error)
+    assert str(path) in str(error)
+    other.execute("ROLLBACK")
+    other.close()
+    assert producer.outbox.records == 0  # the failed row no longer counts against the cap
+    producer.close()
