@@ -37,8 +37,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
-from pipeline._errors import OutboxCorruptError, OutboxError, OutboxLockedError
+from pipeline._errors import OutboxCorruptError, OutboxError, OutboxFileError, OutboxLockedError
 
 __all__ = [
     "APPLICATION_ID",
@@ -269,9 +270,7 @@ def _take_lock(path: Path) -> int:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise OutboxCorruptError(
-            f"cannot open outbox {path}: {exc.strerror}", path=str(path)
-        ) from exc
+        raise OutboxFileError(f"cannot open outbox {path}: {exc.strerror}", path=str(path)) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -284,7 +283,7 @@ def _take_lock(path: Path) -> int:
 
 
 def _connect(path: Path, synchronous: Synchronous, own: bool) -> sqlite3.Connection:
-    uri = f"file:{path}" + ("" if own else "?mode=ro")
+    uri = f"file:{quote(str(path))}" + ("" if own else "?mode=ro")  # '?' or '#' in a name
     try:
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
     except sqlite3.Error as exc:
