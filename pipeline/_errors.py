@@ -25,7 +25,12 @@ Every error the library raises on purpose is a ``PipelineError``. Third-party ex
     │   ├── DeliveryError                   the broker did not acknowledge a record
     │   │   └── BatchDeliveryError          records of a send batch failed (lists them)
     │   ├── FatalProducerError              the idempotent producer hit a fatal error
-    │   └── UndeliveredRecordsError         close()/flush() left records unacknowledged
+    │   ├── UndeliveredRecordsError         close()/flush() left records unacknowledged
+    │   └── OutboxError                     the producer outbox (a local SQLite file) failed
+    │       ├── OutboxFull                  the outbox is at its record or byte cap
+    │       └── OutboxFileError             the outbox file cannot be used (names the path)
+    │           ├── OutboxCorruptError      not an outbox, a damaged file, or a newer version
+    │           └── OutboxLockedError       another process holds the outbox
     └── ConsumeError                        a worker or consumer failure
 """
 
@@ -47,6 +52,11 @@ __all__ = [
     "IncompatibleSchemaError",
     "KafkaOperationError",
     "KafkaUnavailableError",
+    "OutboxCorruptError",
+    "OutboxError",
+    "OutboxFileError",
+    "OutboxFull",
+    "OutboxLockedError",
     "PipelineError",
     "ProduceError",
     "QueueFullError",
@@ -201,6 +211,35 @@ class UndeliveredRecordsError(ProduceError):
     def __init__(self, count: int, timeout: float) -> None:
         self.count = count
         super().__init__(f"{count} record(s) still undelivered after {timeout:g}s")
+
+
+class OutboxError(ProduceError):
+    """The producer outbox could not store or send back a record."""
+
+
+class OutboxFull(OutboxError):  # not ...Error: the name issue 17 gives it
+    """The outbox holds its cap of records or bytes; the send was refused, not dropped."""
+
+    def __init__(self, message: str, *, records: int, size_bytes: int) -> None:
+        self.records = records
+        self.size_bytes = size_bytes
+        super().__init__(message)
+
+
+class OutboxFileError(OutboxError):
+    """The outbox file cannot be opened or used; ``path`` names it."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class OutboxCorruptError(OutboxFileError):
+    """The file is not an outbox, is damaged, or was written by a newer version."""
+
+
+class OutboxLockedError(OutboxFileError):
+    """Another process (a producer or ``pipeline outbox drain``) holds the outbox."""
 
 
 class ConsumeError(PipelineError):

@@ -7,7 +7,8 @@ Environment variables (DESIGN.md section 9):
   ``PIPELINE_SASL_USERNAME``, ``PIPELINE_SASL_PASSWORD`` (secret), ``PIPELINE_SSL_CA_LOCATION``,
   ``PIPELINE_SSL_CERTIFICATE_LOCATION``, ``PIPELINE_SSL_KEY_LOCATION``,
   ``PIPELINE_SSL_KEY_PASSWORD`` (secret), ``PIPELINE_GROUP_PROTOCOL`` (``classic`` or
-  ``consumer``), ``PIPELINE_SCHEMAS_DIR``.
+  ``consumer``), ``PIPELINE_SCHEMAS_DIR``, ``PIPELINE_PRODUCER_OUTBOX`` (the producer outbox's
+  SQLite file; unset: no outbox).
 * librdkafka passthrough, dots written as ``__``: ``PIPELINE_KAFKA__<prop>`` for every client,
   ``PIPELINE_PRODUCER__<prop>``, ``PIPELINE_CONSUMER__<prop>`` and ``PIPELINE_ADMIN__<prop>`` for
   one kind only. ``PIPELINE_KAFKA__LINGER__MS=20`` sets ``linger.ms=20``.
@@ -119,6 +120,8 @@ class Settings(BaseSettings):
     ssl_key_password: SecretStr | None = None
     group_protocol: Literal["classic", "consumer"] = "classic"
     schemas_dir: Path | None = None
+    producer_outbox: Path | None = None
+    """The durable producer outbox (a SQLite file) every ``EventProducer`` uses; None: off."""
     kafka: dict[str, str] = Field(default_factory=dict)
     producer: dict[str, str] = Field(default_factory=dict)
     consumer: dict[str, str] = Field(default_factory=dict)

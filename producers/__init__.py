@@ -2,8 +2,10 @@
 
 from ._async import AsyncEventProducer
 from ._batch import SendBatch
-from ._delivery import DeliveryCallback, DeliveryFuture, DeliveryResult
+from ._delivery import DeliveryCallback, DeliveryFuture, DeliveryResult, DeliveryStatus
 from ._metrics import ProducerMetrics
+from ._outbox_metrics import OutboxMetrics
+from ._outbox_records import OutboxConfig
 from ._producer import EventProducer
 from ._sending import Key
 
@@ -12,8 +14,11 @@ __all__ = [
     "DeliveryCallback",
     "DeliveryFuture",
     "DeliveryResult",
+    "DeliveryStatus",
     "EventProducer",
     "Key",
+    "OutboxConfig",
+    "OutboxMetrics",
     "ProducerMetrics",
     "SendBatch",
 ]

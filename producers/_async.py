@@ -41,7 +41,8 @@ class _Report:
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
-            self.metrics.delivered(msg.topic() or "", msg.latency() or 0.0)
+            if type(msg) is Message:  # not an outbox-stored record
+                self.metrics.delivered(msg.topic() or "", msg.latency() or 0.0)
         else:
             self.metrics.failed(msg.topic() or "")
         self.done.append((self.future, err, msg))  # deque.append is thread-safe
@@ -62,7 +63,8 @@ class AsyncEventProducer:
         loop: asyncio.AbstractEventLoop | None = None,
         **producer_kwargs: Any,
     ) -> None:
-        self.producer = producer or EventProducer(**producer_kwargs)
+        # not `producer or ...`: an idle EventProducer has len() 0, so it is falsy
+        self.producer = producer if producer is not None else EventProducer(**producer_kwargs)
         self._loop = loop
         self._done: deque[_Done] = deque()  # appended on the poll thread, popped on the loop
         self._lock = threading.Lock()

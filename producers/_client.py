@@ -25,7 +25,8 @@ class ClientHolder:
     """Owns one ``confluent_kafka.Producer`` at a time and a thread that serves its callbacks.
 
     With ``background=False`` there is no such thread: callbacks run only on the threads that
-    send, flush or close.
+    send, flush or close. ``on_error`` sees every error librdkafka reports (the outbox watches
+    for all brokers down).
 
     Nothing touches the network until :meth:`get` is first called. A fatal error (reported by
     librdkafka's error callback) is raised once to the next caller as ``FatalProducerError``,
@@ -38,10 +39,12 @@ class ClientHolder:
         *,
         after_poll: Callable[[], None] | None = None,
         background: bool = True,
+        on_error: Callable[[KafkaError], None] | None = None,
     ) -> None:
         self._config = config
         self._background = background
         self._after_poll = after_poll
+        self._on_error_hook = on_error
         self._lock = threading.Lock()
         self._client: Producer | None = None
         self._thread: threading.Thread | None = None
@@ -106,6 +109,8 @@ class ClientHolder:
             self.ready = None
         else:
             _LOG.debug("producer error (librdkafka retries it): %s", err.str())
+        if self._on_error_hook is not None:
+            self._on_error_hook(err)
 
     def serve(self, client: Producer) -> None:
         """Serve the delivery reports that are ready, on the caller's thread.

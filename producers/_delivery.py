@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from enum import Enum
 from typing import Protocol
 
 from confluent_kafka import KafkaError, Message
@@ -16,6 +17,7 @@ __all__ = [
     "DeliveryCallback",
     "DeliveryFuture",
     "DeliveryResult",
+    "DeliveryStatus",
     "MetricsSink",
     "UserReport",
     "delivery_error",
@@ -23,14 +25,31 @@ __all__ = [
 ]
 
 
+class DeliveryStatus(Enum):
+    """How a send ended well."""
+
+    DELIVERED = "delivered"
+    """The cluster acknowledged the record (``partition`` and ``offset`` say where)."""
+    STORED = "stored"
+    """Kafka could not take it; it is durably in the producer outbox and is sent later.
+
+    ``partition`` and ``offset`` are -1: the record has no place in Kafka yet."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
-    """Where the cluster stored a record."""
+    """Where a record went: the cluster's coordinates, or the outbox (``stored``)."""
 
     topic: str
     partition: int
     offset: int
     timestamp_ms: int
+    status: DeliveryStatus = DeliveryStatus.DELIVERED
+
+    @property
+    def stored(self) -> bool:
+        """Whether the record went to the outbox instead of Kafka (for now)."""
+        return self.status is DeliveryStatus.STORED
 
 
 _Where = tuple[str, int, int, int]  # topic, partition, offset, timestamp (ms): a result's fields
@@ -72,7 +91,7 @@ class DeliveryFuture:
         metrics = self._metrics
         if err is None:  # the hot path, with _resolve inlined
             topic = msg.topic() or ""
-            if metrics is not None:
+            if metrics is not None and type(msg) is Message:
                 metrics.delivered(topic, msg.latency() or 0.0)
             self._where = (topic, msg.partition() or 0, msg.offset() or 0, msg.timestamp()[1])
             self._state = True
@@ -132,7 +151,7 @@ class DeliveryFuture:
         if self._error is not None:
             raise self._error
         assert self._where is not None
-        return DeliveryResult(*self._where)
+        return _result(self._where)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Wait for the delivery report; return its error, or None when delivered."""
@@ -185,7 +204,7 @@ class UserReport:
                 self.metrics.failed(topic)
             self.user(None, delivery_error(err, topic, msg.key()))
             return
-        if self.metrics is not None:
+        if self.metrics is not None and type(msg) is Message:
             self.metrics.delivered(topic, msg.latency() or 0.0)
         self.user(result_of(msg), None)
 
@@ -200,8 +219,14 @@ def delivery_error(err: KafkaError, topic: str, key: bytes | None) -> DeliveryEr
 
 
 def result_of(msg: Message) -> DeliveryResult:
-    """The delivery result of an acknowledged message."""
-    return DeliveryResult(*_where_of(msg))
+    """The delivery result of an acknowledged (or outbox-stored) message."""
+    return _result(_where_of(msg))
+
+
+def _result(where: _Where) -> DeliveryResult:
+    if where[1] < 0:  # partition -1: the outbox took the record (see DeliveryStatus.STORED)
+        return DeliveryResult(*where, status=DeliveryStatus.STORED)
+    return DeliveryResult(*where)
 
 
 def _where_of(msg: Message) -> _Where:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -31,6 +33,9 @@ from ._client import INLINE_POLL_MASK, ClientHolder
 from ._delivery import DeliveryCallback, DeliveryFuture, UserReport
 from ._headers import HeaderInput, cloudevent_headers
 from ._metrics import ProducerMetrics
+from ._outbox import Outbox
+from ._outbox_metrics import OutboxMetrics
+from ._outbox_records import OutboxConfig
 from ._sending import Key
 
 __all__ = ["EventProducer"]
@@ -40,6 +45,7 @@ _DEFAULT_MAX_BYTES = 1_000_000
 _HEADER_OVERHEAD = 16  # approximate per-header framing bytes in a record batch
 _HEADER_SLACK = 4096  # below max - slack, headers cannot push a record over: skip counting
 _default_metrics: ProducerMetrics | None = None
+_default_outbox_metrics: OutboxMetrics | None = None
 _default_metrics_lock = threading.Lock()
 
 
@@ -50,6 +56,15 @@ def _shared_metrics() -> ProducerMetrics:
         if _default_metrics is None:
             _default_metrics = ProducerMetrics()
         return _default_metrics
+
+
+def _shared_outbox_metrics() -> OutboxMetrics:
+    """The global registry's outbox collector (its gauges follow the latest outbox opened)."""
+    global _default_outbox_metrics
+    with _default_metrics_lock:
+        if _default_outbox_metrics is None:
+            _default_outbox_metrics = OutboxMetrics()
+        return _default_outbox_metrics
 
 
 class EventProducer:
@@ -70,6 +85,15 @@ class EventProducer:
         config: librdkafka overrides on top of the settings' producer config.
         registry: where metrics go (default: the global Prometheus registry).
         scheduler_topic: where delayed sends go.
+        outbox: a SQLite file path (or an ``OutboxConfig``) for the durable outbox; default
+            ``settings.producer_outbox`` (``PIPELINE_PRODUCER_OUTBOX``), unset: no outbox.
+            Records Kafka can't take are stored there and sent back later (README "The
+            producer outbox"); their futures resolve with ``DeliveryStatus.STORED``.
+
+    Raises:
+        ConfigError: an outbox with ``transactional_id`` (stored records can't join a
+            transaction).
+        OutboxFileError: the outbox file is damaged, not an outbox, or held by another process.
     """
 
     def __init__(
@@ -83,6 +107,7 @@ class EventProducer:
         config: Mapping[str, Any] | None = None,
         registry: CollectorRegistry | None = None,
         scheduler_topic: str = SCHEDULER_TOPIC,
+        outbox: str | os.PathLike[str] | OutboxConfig | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self._codec = codec
@@ -98,7 +123,13 @@ class EventProducer:
         self._sends = 0
         self.metrics = ProducerMetrics(registry) if registry is not None else _shared_metrics()
         self.metrics.queue_depth = self.__len__
-        self._holder = ClientHolder(client_config, after_poll=self._after_poll)
+        self._poll_hooks: list[Callable[[], None]] = []
+        self.outbox = self._open_outbox(outbox, client_config, registry)
+        self._holder = ClientHolder(
+            client_config,
+            after_poll=self._after_poll,
+            on_error=self._on_client_error if self.outbox is not None else None,
+        )
         # batch() sends go through a second client that reports failures only (built lazily).
         # No background poll thread: a batch's failure reports all run on the batch's thread.
         self._bulk = ClientHolder(
@@ -107,7 +138,6 @@ class EventProducer:
         self._batch: SendBatch | None = None
         self._batch_lock = threading.Lock()
         self._type_headers: dict[type[Event], bytes] = {}
-        self._poll_hooks: list[Callable[[], None]] = []
         self._last_report: UserReport | None = None
         self._clock: Callable[[], float] = time.time  # epoch seconds: due times of delays
 
@@ -263,10 +293,15 @@ class EventProducer:
             if holder.started:
                 left = max(0.0, deadline - time.monotonic())
                 remaining += int(holder.get().flush(left))
+        if self.outbox is not None:  # stored records' futures resolve once they are written
+            self.outbox.flush_writes(max(0.0, deadline - time.monotonic()))
         return remaining
 
     def close(self, timeout: float = 30.0) -> None:
-        """Flush, then release the client.
+        """Flush, then release the client (and the outbox file).
+
+        With an outbox, records still undelivered after ``timeout`` are stored in it (their
+        futures resolve as stored), so only a send batch's records can be left undelivered.
 
         Raises:
             UndeliveredRecordsError: records were still undelivered after ``timeout``; their
@@ -274,6 +309,9 @@ class EventProducer:
         """
         deadline = time.monotonic() + timeout
         remaining = self._holder.close(timeout)
+        if self.outbox is not None:
+            remaining = 0  # purged records were stored, or failed (outbox full) to their futures
+            self.outbox.close(max(1.0, deadline - time.monotonic()))
         remaining += self._bulk.close(max(0.0, deadline - time.monotonic()))
         if remaining:
             raise UndeliveredRecordsError(remaining, timeout)
@@ -329,6 +367,26 @@ class EventProducer:
         )
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _open_outbox(
+        self,
+        outbox: str | os.PathLike[str] | OutboxConfig | None,
+        client_config: dict[str, Any],
+        registry: CollectorRegistry | None,
+    ) -> Outbox | None:
+        if outbox is None:
+            outbox = self.settings.producer_outbox
+        if outbox is None:
+            return None
+        if "transactional.id" in client_config:
+            raise ConfigError("an outbox can't be used with transactional_id")
+        config = outbox if isinstance(outbox, OutboxConfig) else OutboxConfig(path=Path(outbox))
+        metrics = OutboxMetrics(registry) if registry is not None else _shared_outbox_metrics()
+        return Outbox(config, client_config, metrics, self._after_poll)
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN and self.outbox is not None:
+            self.outbox.down = True
 
     def add_poll_hook(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` in the poll thread after each batch of delivery callbacks."""
@@ -418,6 +476,30 @@ class EventProducer:
         size = len(value or b"") + len(key or b"")
         if size > self._size_check_above:
             self._check_size(topic, size, headers or [])
+        if self.outbox is not None and holder is self._holder:
+            self.outbox.send(topic, value, key, headers, report, self._queue_live)
+            return
+        self._queue(holder, topic, value, key, headers, report)
+
+    def _queue_live(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[tuple[str, bytes | None]] | None,
+        report: Callable[[KafkaError | None, Message], None],
+    ) -> None:
+        self._queue(self._holder, topic, value, key, headers, report)
+
+    def _queue(
+        self,
+        holder: ClientHolder,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[tuple[str, bytes | None]] | None,
+        report: Callable[[KafkaError | None, Message], None],
+    ) -> None:
         client = holder.ready or holder.get()  # get(): first use, or a fatal error to raise
         try:  # the common case, inline; produce_bounded waits when the queue is full
             if headers:

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "doctor": "pipeline.cli.doctor:doctor",
     "lag": "pipeline.cli.lag:lag",
     "offsets": "pipeline.cli.offsets:offsets",
+    "outbox": "pipeline.cli.outbox:outbox",
     "produce": "pipeline.cli.produce:produce",
     "replay": "pipeline.cli.replay:replay",
     "scheduler": "pipeline.cli.scheduler:scheduler",

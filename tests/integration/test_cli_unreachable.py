@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
+from producers._outbox_file import OutboxFile
 from tests.integration.test_lag_support import commit, create_topic, group_consumer, join, produce
 
 pytestmark = pytest.mark.kafka
@@ -40,6 +41,7 @@ EVENT = {
     "total": "3.50",
     "shipping_address": {"line1": "x", "city": "y", "postal_code": "1", "country": "FR"},
 }
+OUTBOX = "./outbox.db"  # in each run's working directory
 APP = "examples.orders.payments:app"  # a Worker without settings of its own: it takes the CLI's
 
 # case name -> arguments; the command is the words before the first option or argument
@@ -56,6 +58,7 @@ COMMANDS: dict[str, list[str]] = {
     "lag show": ["lag", "show"],
     "lag show --group -o json": ["lag", "show", "--group", GROUP, "-o", "json"],
     "lag show --watch": ["lag", "show", "--watch"],
+    "outbox drain": ["outbox", "drain", OUTBOX],  # the runs fixture writes it, with a record
     "offsets reset": [
         "offsets", "reset", "--group", GROUP, "--topic", TOPIC, "--to-datetime", "-1h",
     ],
@@ -75,7 +78,8 @@ COMMANDS: dict[str, list[str]] = {
     "worker run": ["worker", "run", APP],
     "worker run --no-create-topics": ["worker", "run", APP, "--no-create-topics"],
 }  # fmt: skip
-NO_KAFKA = {"schemas check", "schemas list", "schemas show"}  # files (and a Schema Registry)
+# files (and a Schema Registry)
+NO_KAFKA = {"outbox status", "schemas check", "schemas list", "schemas show"}
 TIMEOUT = 90.0
 
 
@@ -138,6 +142,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     """Start every case at once against one closed port; each test waits for its own."""
     servers = _closed_port()
     logs = tmp_path_factory.mktemp("unreachable")
+    outbox = OutboxFile.open(logs / OUTBOX)
+    outbox.insert([(1, TOPIC, b"k", b"v", b"", 2)])
+    outbox.close()
     env = {**os.environ, "PIPELINE_BOOTSTRAP_SERVERS": servers, "PYTHONPATH": str(REPO)}
     started: dict[str, Run] = {}
     try:
