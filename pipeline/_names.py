@@ -6,11 +6,19 @@ group's retry topic is spelled the same by the worker that writes it and the too
 
 from __future__ import annotations
 
+import re
+
+from ._errors import ConfigError
+
 __all__ = [
+    "MAX_PRIORITY_LEVELS",
     "SCHEDULER_DLQ_TOPIC",
     "SCHEDULER_GROUP",
     "SCHEDULER_TOPIC",
     "dlq_topic",
+    "priority_level",
+    "priority_topic",
+    "priority_topics",
     "redrive_group",
     "retry_topic",
 ]
@@ -36,3 +44,31 @@ def retry_topic(group: str) -> str:
 def redrive_group(group: str) -> str:
     """The consumer group that tracks how far ``pipeline dlq redrive`` got."""
     return f"{group}.dlq-redrive"
+
+
+MAX_PRIORITY_LEVELS = 10
+"""A topic has at most ten priority levels, ``.p0`` to ``.p9``."""
+
+_PRIORITY = re.compile(r"^(?P<base>.+)\.p(?P<level>[0-9])$")
+
+
+def priority_topic(topic: str, level: int) -> str:
+    """The Kafka topic of one priority level: ``<topic>.p<level>``, ``.p0`` the highest."""
+    if not 0 <= level < MAX_PRIORITY_LEVELS:
+        raise ConfigError(f"priority level must be 0..{MAX_PRIORITY_LEVELS - 1}, got {level}")
+    return f"{topic}.p{level}"
+
+
+def priority_topics(topic: str, levels: int) -> list[str]:
+    """All level topics of a topic with ``levels`` priority levels, highest first."""
+    if not 1 <= levels <= MAX_PRIORITY_LEVELS:
+        raise ConfigError(f"priority levels must be 1..{MAX_PRIORITY_LEVELS}, got {levels}")
+    return [priority_topic(topic, level) for level in range(levels)]
+
+
+def priority_level(topic: str) -> tuple[str, int] | None:
+    """``(base topic, level)`` of a priority level topic, or None for any other topic."""
+    match = _PRIORITY.match(topic)
+    if match is None:
+        return None
+    return match["base"], int(match["level"])
