@@ -4,19 +4,25 @@ The poll loop never waits on handlers. When ``max_in_flight`` records are in fli
 consuming and waits for room, so prefetched records stay queued in librdkafka; only a stall
 longer than ``pause_after_s`` pauses the assigned partitions (pausing drops what was
 prefetched), and they resume once half the limit is free. The loop keeps polling while
-paused, so the group never waits on a slow handler.
+paused, so the group never waits on a slow handler. Every pause goes through one
+:class:`PauseSet`, so reasons other than the in-flight limit compose with this one.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from ._metrics import WorkerMetrics
 from ._options import WorkerOptions
+from ._pauses import TP, PauseSet
 
-__all__ = ["FlowControl"]
+__all__ = ["IN_FLIGHT", "FlowControl"]
+
+IN_FLIGHT = "in-flight"
+"""The pause reason of the in-flight limit."""
 
 _LOG = logging.getLogger("consumers")
 
@@ -34,8 +40,8 @@ class FlowControl:
         self._metrics = metrics
         self.room = threading.Event()
         self.in_flight = 0
-        self.paused = False
-        self._pause_new = False  # partitions assigned while paused must be paused too
+        self.paused = False  # paused by the in-flight limit
+        self.pauses = PauseSet()
         self._full_since = 0.0
 
     def wait(self, timeout: float) -> None:
@@ -57,30 +63,19 @@ class FlowControl:
             self._full_since = 0.0
         return max(1, min(batch_size, room))
 
-    def assigned(self) -> None:
-        """New partitions arrived: pause them too if the loop is paused."""
-        self._pause_new = self.paused
+    def backpressure(self, now: float, consumer: Any, assignment: Iterable[TP]) -> None:
+        """Pause after a long stall at the limit, resume at half of it; apply every pause reason.
 
-    def backpressure(self, now: float, consumer: Any) -> None:
-        """Pause after a long stall at the limit, resume at half of it (once a tick)."""
+        Called once a tick. The in-flight limit is one reason among others (see ``pauses``):
+        resuming here never resumes a partition another reason holds.
+        """
         limit = self.limit
         stalled = self._full_since and now - self._full_since >= self._pause_after_s
         if not self.paused and self.in_flight >= limit and stalled:
             self.paused = True
-            self._pause_new = False
-            assignment = consumer.assignment()
-            consumer.pause(assignment)
-            self._metrics.paused.set(len(assignment))
-            _LOG.debug(
-                "paused %d partition(s): %d records in flight", len(assignment), self.in_flight
-            )
+            self.pauses.hold_all(IN_FLIGHT)
+            _LOG.debug("paused: %d records in flight", self.in_flight)
         elif self.paused and self.in_flight <= limit // 2:
             self.paused = False
-            assignment = consumer.assignment()
-            consumer.resume(assignment)
-            self._metrics.paused.set(0)
-        elif self.paused and self._pause_new:
-            self._pause_new = False
-            assignment = consumer.assignment()
-            consumer.pause(assignment)
-            self._metrics.paused.set(len(assignment))
+            self.pauses.release(IN_FLIGHT)
+        self._metrics.paused.set(self.pauses.apply(consumer, assignment))

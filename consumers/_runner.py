@@ -81,6 +81,7 @@ class Runner:
             "in_flight": self.flow.in_flight,
             "assigned_partitions": len(self.parts),
             "paused": self.flow.paused,
+            "paused_partitions": len(self.flow.pauses.paused),
         }
 
     # -- setup --------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ class Runner:
                 self.idle()
         self.drain()
         self.writer.resend_due()
-        flow.backpressure(now, self.consumer)
+        flow.backpressure(now, self.consumer, self.parts)
         self.committer.maybe_commit(self.parts.values(), options)
 
     def idle(self) -> None:
@@ -350,7 +351,6 @@ class Runner:
                 self.processor.dedup[part] = DedupWindow(dedup, self.transport.monotonic)
         self.metrics.assigned.set(len(self.parts))
         self.metrics.rebalanced("assigned", len(partitions))
-        self.flow.assigned()
         _LOG.info("assigned %s", _names(partitions))
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -403,6 +403,7 @@ class Runner:
         for part in parts:
             self.parts.pop((part.topic, part.partition), None)
             self.processor.dedup.pop(part, None)
+        self.flow.pauses.forget((p.topic, p.partition) for p in parts)
         gone = set(map(id, parts))
         for job in self.writer.abandon(lambda j: id(j.work.part) not in gone):
             self._finish(job.work, True)
