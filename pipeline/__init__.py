@@ -5,6 +5,8 @@ The public surface is re-exported here from small private modules; ``__all__`` i
 """
 
 from ._errors import (
+    AuthenticationError,
+    AuthorizationError,
     BadMagicByteError,
     BatchDeliveryError,
     ConfigError,
@@ -45,6 +47,8 @@ from .avro._compat import Incompatibility, check_catalog
 from .avro._events import Event, Record, check_model
 
 __all__ = [
+    "AuthenticationError",
+    "AuthorizationError",
     "BadMagicByteError",
     "BatchDeliveryError",
     "Catalog",

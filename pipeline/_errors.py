@@ -7,8 +7,10 @@ Every error the library raises on purpose is a ``PipelineError``. Third-party ex
     PipelineError
     ├── ConfigError (ValueError)            bad setting, unknown librdkafka key, bad spec file
     ├── KafkaUnavailableError               no broker answered in time
+    ├── AuthenticationError                 SASL credentials or the TLS certificate refused
     ├── KafkaOperationError                 the broker answered with an error
-    │   └── TopicError                      create/describe/alter of a topic failed
+    │   ├── TopicError                      create/describe/alter of a topic failed
+    │   └── AuthorizationError              an ACL denied an operation (names what and on what)
     ├── SchemaError                         a schema or catalog problem
     │   ├── SchemaNotFoundError (LookupError)
     │   ├── SchemaMismatchError             a pydantic model does not match its Avro schema
@@ -40,6 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "AuthenticationError",
+    "AuthorizationError",
     "BadMagicByteError",
     "BatchDeliveryError",
     "ConfigError",
@@ -91,6 +95,18 @@ class KafkaOperationError(PipelineError):
 
 class TopicError(KafkaOperationError):
     """Creating, describing or altering a topic failed."""
+
+
+class AuthenticationError(PipelineError):
+    """The cluster refused the SASL credentials, or TLS could not verify its certificate.
+
+    A user mistake (a wrong password, a wrong CA file): the CLI exits 2. The message names the
+    cause and never the password.
+    """
+
+
+class AuthorizationError(KafkaOperationError):
+    """An ACL denied an operation; the message names the operation and the topic or group."""
 
 
 class SchemaError(PipelineError):

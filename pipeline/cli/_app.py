@@ -9,7 +9,7 @@ from importlib.util import find_spec
 
 import click
 
-from pipeline._errors import PipelineError
+from pipeline._errors import AuthenticationError, PipelineError
 from pipeline._settings import LIBRDKAFKA_LOGGER
 from pipeline._version import __version__
 
@@ -39,6 +39,12 @@ def _exists(target: str) -> bool:
     return find_spec(target.partition(":")[0]) is not None
 
 
+class _RefusedError(click.ClickException):
+    """The cluster refused our credentials or certificate: the user's to fix (exit 2)."""
+
+    exit_code = 2
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
@@ -55,12 +61,15 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> object:
-        """Turn ``PipelineError`` into ``Error: ...`` on stderr and exit status 1."""
+        """Turn ``PipelineError`` into ``Error: ...`` on stderr and exit status 1 (2 when the
+        cluster refused the credentials or certificate)."""
         try:
             return super().invoke(ctx)
         except PipelineError as exc:
             if isinstance(ctx.obj, CliContext) and ctx.obj.verbose:
                 raise
+            if isinstance(exc, AuthenticationError):  # wrong credentials or CA: exit 2
+                raise _RefusedError(str(exc)) from exc
             raise click.ClickException(str(exc)) from exc
 
 

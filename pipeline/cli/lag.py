@@ -14,7 +14,9 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from pipeline._errors import ConfigError, KafkaOperationError
+from pipeline._admin import group_denied
+from pipeline._errors import AuthorizationError, ConfigError, KafkaOperationError
+from pipeline._settings import Settings
 from pipeline.lag import (
     Isolation,
     LagExposition,
@@ -210,7 +212,7 @@ def show(
     options = _options(groups=pattern, exact=(not watch) if exact is None else exact, **poll)
     poller = LagPoller(obj.settings, options)
     try:
-        snap = _first(poller, group)
+        snap = _first(poller, group, obj.settings)
         if not watch:
             if output == "json":
                 print_json(snapshot_json(snap, group))
@@ -222,10 +224,15 @@ def show(
         poller.stop()
 
 
-def _first(poller: LagPoller, group: str | None) -> LagSnapshot:
+def _first(poller: LagPoller, group: str | None, settings: Settings) -> LagSnapshot:
     """The first poll: a failed round or a missing ``--group`` is an error (exit 1)."""
     snap = poller.poll_once(strict=True)
     if group is not None and group not in snap.groups:
+        if group_denied(settings, group):
+            raise AuthorizationError(
+                f"not authorized to describe consumer group {group!r}: an ACL denies it to "
+                "this user"
+            )
         raise KafkaOperationError(
             f"consumer group {group!r} does not exist (`pipeline lag show` lists every group)"
         )
