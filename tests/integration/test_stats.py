@@ -1,0 +1,176 @@
+"""``pipeline stats`` on the real broker agrees with what a scenario injected.
+
+A worker handles records that succeed, succeed on their second attempt (one retry through the
+scheduler), are dead-lettered at once (two error types) or have expired; part of the DLQ is
+redriven while no worker runs, then a worker handles the redriven records. After each step
+the counts of ``pipeline stats --json`` are checked exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from consumers import Context, DeadLetter, RetryPolicy, Worker, exponential
+from examples.orders.events import ReminderDue
+from pipeline._headers import EXPIRES_AT, REDRIVEN_AT
+from pipeline.cli import cli
+from pipeline.scheduler._records import SchedulerConfig
+from pipeline.scheduler._topics import ensure_scheduler_topics
+from producers import EventProducer
+from tests.helpers import wait_until
+from tests.integration.test_scheduler_support import running as running_scheduler
+from tests.integration.test_worker_support import (
+    create_topics,
+    reminder,
+    running,
+    settings_for,
+)
+
+pytestmark = pytest.mark.kafka
+
+OK, RETRIED, DEAD, FATAL, EXPIRED = 30, 5, 4, 2, 2
+
+
+class Fatal(Exception):
+    """Dead-lettered at once (``dead_letter_on``)."""
+
+
+class Flaky(Exception):
+    """Fails the first attempt only."""
+
+
+@pytest.fixture
+def scheduler(bootstrap_servers: str, unique: Callable[[str], str]) -> Iterator[SchedulerConfig]:
+    base = unique("st-sched")
+    config = SchedulerConfig(
+        topic=base,
+        tiers=("1s", "5s"),
+        dlq_topic=f"{base}.dlq",
+        group=f"{base}-g",
+        instance_id=unique("inst"),
+    )
+    ensure_scheduler_topics(settings_for(bootstrap_servers), config, partitions=1)
+    with running_scheduler(bootstrap_servers, config):
+        yield config
+
+
+def stats(bootstrap: str, group: str, scheduler: SchedulerConfig) -> dict[str, Any]:
+    args = ["--bootstrap-servers", bootstrap, "stats", "-g", group, "--json"]
+    args += ["--scheduler-topic", scheduler.topic, "--scheduler-group", scheduler.group]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    (found,) = json.loads(result.stdout)["groups"]
+    assert found["group"] == group
+    return dict(found)
+
+
+def counts(found: dict[str, Any]) -> dict[str, Any]:
+    keys = ("pending", "retrying", "dead", "expired", "completed", "retried", "redriven")
+    return {k: found[k] for k in keys}
+
+
+def make_worker(bootstrap: str, topic: str, group: str, scheduler: SchedulerConfig) -> Worker:
+    worker = Worker(
+        group=group,
+        topics=[topic],
+        settings=settings_for(bootstrap),
+        commit_interval_s=0.2,
+        scheduler_topic=scheduler.topic,
+        retry=RetryPolicy(
+            max_attempts=3,
+            backoff=exponential(0.2, 2.0, 1.0, jitter=0),
+            dead_letter_on=(Fatal,),
+        ),
+    )
+
+    @worker.handler(ReminderDue)
+    def handle(event: ReminderDue, ctx: Context) -> None:
+        kind = event.message.split(":")[0]
+        if kind == "retry" and ctx.attempt == 1:
+            raise Flaky(event.message)
+        if kind == "dead" and ctx.header(REDRIVEN_AT) is None:
+            raise DeadLetter("bad data")
+        if kind == "fatal":
+            raise Fatal(event.message)
+
+    return worker
+
+
+def send_scenario(bootstrap: str, topic: str) -> None:
+    past = str(int(time.time() * 1000) - 60_000).encode()
+    with EventProducer(settings_for(bootstrap)) as producer:
+        for kind, n in (("ok", OK), ("retry", RETRIED), ("dead", DEAD), ("fatal", FATAL)):
+            for i in range(n):
+                producer.send(reminder(kind, i, f"{kind}:{i}"), key=f"{kind}{i}", topic=topic)
+        for i in range(EXPIRED):
+            event = reminder("old", i, f"old:{i}")
+            producer.send(event, key=f"old{i}", topic=topic, headers={EXPIRES_AT: past})
+
+
+def test_stats_counts_completed_retried_dead_expired_and_redriven(
+    bootstrap_servers: str, unique: Callable[[str], str], scheduler: SchedulerConfig
+) -> None:
+    topic, group = unique("st-src"), unique("st-g")
+    create_topics(bootstrap_servers, [topic], partitions=2)
+    send_scenario(bootstrap_servers, topic)
+    done = {
+        "pending": 0, "retrying": 0, "dead": DEAD + FATAL, "expired": EXPIRED,
+        "completed": OK + RETRIED, "retried": RETRIED, "redriven": 0,
+    }  # fmt: skip
+    with running(make_worker(bootstrap_servers, topic, group, scheduler)):
+        found = wait_until(
+            lambda: (s := stats(bootstrap_servers, group, scheduler)) and counts(s) == done and s,
+            timeout=60,
+            interval=0.5,
+        )
+    assert found["topics"] == [topic]
+    assert found["in_flight"] is None
+    exact = found["exact"]
+    assert [exact[s] for s in ("pending", "dead", "expired", "redriven")] == [True] * 4
+    assert [exact[s] for s in ("in_flight", "completed", "retrying")] == [False] * 3
+
+    # No worker runs: the redriven records wait in <group>.retry, which is "retrying".
+    redrive = CliRunner().invoke(
+        cli,
+        ["--bootstrap-servers", bootstrap_servers, "dlq", "redrive", "--group", group,
+         "--error-type", "dead_letter", "--execute", "-o", "json"],
+    )  # fmt: skip
+    assert redrive.exit_code == 0, redrive.output
+    assert json.loads(redrive.stdout)["redriven"] == DEAD
+    waiting = {**done, "dead": FATAL, "retrying": DEAD, "redriven": DEAD}
+    assert counts(stats(bootstrap_servers, group, scheduler)) == waiting
+
+    # A worker handles them now: each completes (the handler sees pipeline-redriven-at).
+    handled = {**waiting, "retrying": 0, "completed": OK + RETRIED + DEAD}
+    with running(make_worker(bootstrap_servers, topic, group, scheduler)):
+        wait_until(
+            lambda: counts(stats(bootstrap_servers, group, scheduler)) == handled,
+            timeout=60,
+            interval=0.5,
+        )
+
+
+def test_stats_names_a_missing_group_and_rejects_bad_flags(
+    bootstrap_servers: str, unique: Callable[[str], str]
+) -> None:
+    missing = unique("no-such-group")
+    for extra in ([], ["--json"]):
+        result = CliRunner().invoke(
+            cli, ["--bootstrap-servers", bootstrap_servers, "stats", "-g", missing, *extra]
+        )
+        assert result.exit_code == 1, result.output
+        (line,) = result.output.strip().splitlines()
+        assert line == (
+            f"Error: consumer group {missing!r} does not exist (`pipeline stats` lists every group)"
+        )
+    for bad in (["--max-scan", "0"], ["--nope"], ["-g"]):
+        result = CliRunner().invoke(cli, ["--bootstrap-servers", bootstrap_servers, "stats", *bad])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        assert [ln for ln in result.output.splitlines() if ln.startswith("Error:")], result.output
