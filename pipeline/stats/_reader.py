@@ -10,6 +10,7 @@ stable offset, so aborted records and open transactions are never counted.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -49,23 +50,26 @@ class StatsOptions:
         max_scan: records read at most per topic (the newest are kept); beyond it the counts
             that read records are lower bounds (``GroupStats.truncated``).
         timeout: seconds per Kafka request.
+        groups: only groups this pattern finds (``re.search``), when reading every group.
     """
 
     scheduler_topic: str = SCHEDULER_TOPIC
     scheduler_group: str = SCHEDULER_GROUP
     max_scan: int = 1_000_000
     timeout: float = 10.0
+    groups: re.Pattern[str] | None = None
+
+    def watches(self, group: str) -> bool:
+        """True when ``group`` is read: it passes ``groups`` and is not internal."""
+        if group == self.scheduler_group or group.endswith(redrive_group("")):
+            return False  # the redrive trackers and the scheduler have no lifecycle of their own
+        return self.groups is None or self.groups.search(group) is not None
 
     def __post_init__(self) -> None:
         if self.max_scan < 1:
             raise ConfigError(f"max_scan must be at least 1, got {self.max_scan}")
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be positive, got {self.timeout}")
-
-
-def _internal(group: str, options: StatsOptions) -> bool:
-    """The redrive trackers and the scheduler: groups with no lifecycle of their own."""
-    return group == options.scheduler_group or group.endswith(redrive_group(""))
 
 
 def scheduler_topics(topics: Iterable[str], entry: str) -> list[str]:
@@ -106,7 +110,7 @@ class StatsReader:
         self._consumer: Consumer | None = None
 
     def close(self) -> None:
-        """Close the record consumer (the reader can be used again after)."""
+        """Close the record consumer (each read closes it too; the reader stays usable)."""
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
@@ -118,6 +122,14 @@ class StatsReader:
             KafkaUnavailableError: the cluster cannot be reached.
             KafkaOperationError: ``group`` does not exist, or listing the groups failed.
         """
+        try:
+            return self._read(group)
+        finally:
+            # A fresh consumer per read: a reused one keeps the pauses and end-of-partition
+            # state of the last read's partitions, and its next read of them would wait.
+            self.close()
+
+    def _read(self, group: str | None) -> StatsSnapshot:
         started = time.perf_counter()
         fetch = self._fetch()
         listing = {g.group: g for g in fetch.list_groups()}
@@ -125,7 +137,7 @@ class StatsReader:
             raise KafkaOperationError(
                 f"consumer group {group!r} does not exist (`pipeline stats` lists every group)"
             )
-        names = [group] if group else sorted(g for g in listing if not _internal(g, self.options))
+        names = [group] if group else sorted(g for g in listing if self.options.watches(g))
         described = fetch.describe(names) if names else {}
         committed = fetch.committed([*names, self.options.scheduler_group])
         counts = fetch.partition_counts()

@@ -9,21 +9,40 @@ the counts of ``pipeline stats --json`` are checked exactly.
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from confluent_kafka import Producer
 
 from consumers import Context, DeadLetter, RetryPolicy, Worker, exponential
 from examples.orders.events import ReminderDue
-from pipeline._headers import EXPIRES_AT, REDRIVEN_AT
+from pipeline._headers import (
+    ATTEMPT,
+    ERROR_TYPE,
+    EXPIRES_AT,
+    ORIGINAL_OFFSET,
+    ORIGINAL_PARTITION,
+    ORIGINAL_TOPIC,
+    REDRIVEN_AT,
+)
+from pipeline._names import dlq_topic, retry_topic
 from pipeline.cli import cli
 from pipeline.scheduler._records import SchedulerConfig
 from pipeline.scheduler._topics import ensure_scheduler_topics
 from producers import EventProducer
 from tests.helpers import wait_until
+from tests.integration.test_lag_support import commit, group_consumer, join, produce
 from tests.integration.test_scheduler_support import running as running_scheduler
 from tests.integration.test_worker_support import (
     create_topics,
@@ -33,6 +52,7 @@ from tests.integration.test_worker_support import (
 )
 
 pytestmark = pytest.mark.kafka
+REPO = Path(__file__).resolve().parents[2]
 
 OK, RETRIED, DEAD, FATAL, EXPIRED = 30, 5, 4, 2, 2
 
@@ -174,3 +194,112 @@ def test_stats_names_a_missing_group_and_rejects_bad_flags(
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output
         assert [ln for ln in result.output.splitlines() if ln.startswith("Error:")], result.output
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def _origin(offset: int, *extra: tuple[str, bytes]) -> list[tuple[str, bytes]]:
+    return [
+        (ORIGINAL_TOPIC, b"orders"),
+        (ORIGINAL_PARTITION, b"0"),
+        (ORIGINAL_OFFSET, str(offset).encode()),
+        *extra,
+    ]
+
+
+@pytest.fixture
+def group_with_dead_letters(bootstrap_servers: str, unique: Callable[[str], str]) -> str:
+    """A group with 6 records pending, 2 dead letters (one redriven since) and 1 expired."""
+    topic, group = unique("st-serve"), unique("st-serve-g")
+    create_topics(bootstrap_servers, [topic, dlq_topic(group), retry_topic(group)], partitions=1)
+    produce(bootstrap_servers, topic, [10])
+    consumer = group_consumer(bootstrap_servers, group)
+    join(consumer, topic, 1)
+    commit(consumer, topic, [4])
+    consumer.close()
+    producer = Producer({"bootstrap.servers": bootstrap_servers})
+    for offset, error in ((1, b"x.Boom"), (2, b"x.Boom"), (3, b"expired")):
+        headers = _origin(offset, (ERROR_TYPE, error), (ATTEMPT, b"3"))
+        producer.produce(dlq_topic(group), b"v", b"k", headers=headers)
+    redriven_at = b"2026-12-03T10:00:00.000Z"
+    producer.produce(retry_topic(group), b"v", b"k", headers=_origin(1, (REDRIVEN_AT, redriven_at)))
+    assert producer.flush(10) == 0
+    return group
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing")
+def test_lag_serve_exports_the_counts_and_promtool_accepts_them(
+    bootstrap_servers: str, unique: Callable[[str], str], group_with_dead_letters: str
+) -> None:
+    group = group_with_dead_letters
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "pipeline", "--bootstrap-servers", bootstrap_servers, "lag"]
+    cmd += ["serve", "--host", "127.0.0.1", "--port", str(port), "--interval", "500ms"]
+    cmd += ["--groups", f"^{group}$", "--stats-interval", "500ms"]
+    cmd += ["--scheduler-topic", unique("no-scheduler")]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    base = f"http://127.0.0.1:{port}"
+    want = {"pending": 6, "retrying": 1, "dead": 1, "expired": 1, "redriven": 1, "retried": 0}
+    try:
+
+        def exported() -> dict[str, float] | None:
+            status, body = _get(f"{base}/metrics")
+            found = {
+                m["state"]: float(m["value"])
+                for m in re.finditer(
+                    rf'^pipeline_consumergroup_messages\{{group="{re.escape(group)}",'
+                    r'state="(?P<state>\w+)"\} (?P<value>\S+)$',
+                    body,
+                    flags=re.M,
+                )
+            }
+            return found if status == 200 and found else None
+
+        found = wait_until(exported, timeout=30, interval=0.2)
+        assert {s: found[s] for s in want} == want
+        assert "in_flight" not in found
+        _, body = _get(f"{base}/metrics")
+        assert f'pipeline_consumergroup_messages_exact{{group="{group}",state="dead"}} 1.0' in body
+        # Only the families of the counts: promtool flags the lag monitor's older
+        # pipeline_consumergroup_lag_sum (a gauge named like a summary's part).
+        ours = re.compile(r"^(# (HELP|TYPE) )?(pipeline_consumergroup_messages|pipeline_stats_)")
+        text = "".join(ln + "\n" for ln in body.splitlines() if ours.match(ln))
+        assert "# TYPE pipeline_stats_read_errors_total counter" in text
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+
+
+def test_stats_cli_counts_headers_written_by_hand(
+    bootstrap_servers: str, group_with_dead_letters: str
+) -> None:
+    group = group_with_dead_letters
+    result = CliRunner().invoke(
+        cli, ["--bootstrap-servers", bootstrap_servers, "stats", "-g", group, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    (found,) = json.loads(result.stdout)["groups"]
+    want = {"pending": 6, "retrying": 1, "dead": 1, "expired": 1, "redriven": 1, "retried": 0}
+    assert {s: found[s] for s in want} == want
+    # 4 source records read, none of the retry topic's; 3 dead letters: 1 completed.
+    assert found["completed"] == 1
+    table = CliRunner().invoke(
+        cli, ["--bootstrap-servers", bootstrap_servers, "stats", "-g", group],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert table.exit_code == 0, table.output
+    (row,) = [ln for ln in table.output.splitlines() if group in ln]
+    cells = [c.strip() for c in row.strip("│┃ ").split("│")]
+    assert cells == [group, "Empty", "6", "-", "~1", "1", "1", "~1", "~0", "1"]
