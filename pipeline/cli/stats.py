@@ -6,7 +6,15 @@ import click
 
 from pipeline._errors import ConfigError
 from pipeline._names import SCHEDULER_GROUP, SCHEDULER_TOPIC
-from pipeline.stats import STATES, GroupStats, StatsOptions, StatsReader, StatsSnapshot
+from pipeline.stats import (
+    STATES,
+    GroupStats,
+    StatsOptions,
+    StatsReader,
+    StatsSnapshot,
+    read_in_flight,
+    with_in_flight,
+)
 
 from ._context import CliContext
 from ._output import console, print_json, print_table
@@ -63,6 +71,14 @@ def stats_rows(snap: StatsSnapshot) -> list[list[str]]:
     show_default=True,
     help="Records read at most per topic; beyond it counts are lower bounds.",
 )
+@click.option(
+    "--worker",
+    "workers",
+    multiple=True,
+    metavar="URL",
+    help="A worker's metrics address (http://host:port); in_flight is summed over the "
+    "workers given. Repeat for each worker.",
+)
 @click.pass_obj
 def stats(
     obj: CliContext,
@@ -72,12 +88,14 @@ def stats(
     scheduler_topic: str,
     scheduler_group: str,
     max_scan: int,
+    workers: tuple[str, ...],
 ) -> None:
     """Per-state message counts of every consumer group (or one), read from Kafka.
 
     pending, retrying, dead and expired are what waits now; completed, retried and redriven
-    are totals over what the topics still retain. A value marked ~ is an estimate; in_flight
-    lives in the workers (pipeline_worker_in_flight), not in Kafka. Needs no running worker.
+    are totals over what the topics still retain. A value marked ~ is an estimate. in_flight
+    lives in the workers, not in Kafka: it is read from --worker URLs, else shown as -.
+    Needs no running worker.
     Exits 1 when Kafka cannot be reached or --group names no group.
     """
     try:
@@ -91,6 +109,8 @@ def stats(
         snap = reader.read(group)
     finally:
         reader.close()
+    if workers:
+        snap = with_in_flight(snap, read_in_flight(workers))
     if as_json:
         print_json(stats_json(snap))
         return

@@ -5,7 +5,8 @@ retrying, retried, dead, expired, redriven) as a consumer group's topics hold th
 offsets and watermarks, the scheduler backlog, the retry topic and the dead-letter topic
 (``StatsReader``), the pure folds over their headers (``_tally``), the snapshot model, a
 background ``StatsPoller`` and its Prometheus collector (``pipeline_consumergroup_messages``,
-served by ``pipeline lag serve``). ``pipeline stats`` and the ops console are front ends.
+served by ``pipeline lag serve``) and ``in_flight`` read from the workers' ``/metrics``
+(``read_in_flight``). ``pipeline stats`` and the ops console are front ends.
 
 It may import the core (``pipeline._*``), ``pipeline.lag`` (admin fetches, lag math) and
 ``pipeline.ops`` (dead-letter records, read windows). It never imports ``producers``,
@@ -17,6 +18,7 @@ from ._model import STATE_DOCS, STATES, GroupStats, StatsSnapshot
 from ._poller import StatsPoller
 from ._reader import StatsOptions, StatsReader
 from ._tally import DeadLetterTally, RetryTally, completed_count
+from ._workers import read_in_flight, with_in_flight
 
 __all__ = [
     "STATES",
@@ -30,4 +32,6 @@ __all__ = [
     "StatsReader",
     "StatsSnapshot",
     "completed_count",
+    "read_in_flight",
+    "with_in_flight",
 ]

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -36,12 +37,13 @@ from pipeline._headers import (
     ORIGINAL_TOPIC,
     REDRIVEN_AT,
 )
+from pipeline._http import ServiceHTTPServer
 from pipeline._names import dlq_topic, retry_topic
 from pipeline.cli import cli
 from pipeline.scheduler._records import SchedulerConfig
 from pipeline.scheduler._topics import ensure_scheduler_topics
 from producers import EventProducer
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 from tests.integration.test_lag_support import commit, group_consumer, join, produce
 from tests.integration.test_scheduler_support import running as running_scheduler
 from tests.integration.test_worker_support import (
@@ -303,3 +305,44 @@ def test_stats_cli_counts_headers_written_by_hand(
     (row,) = [ln for ln in table.output.splitlines() if group in ln]
     cells = [c.strip() for c in row.strip("│┃ ").split("│")]
     assert cells == [group, "Empty", "6", "-", "~1", "1", "1", "~1", "~0", "1"]
+
+
+def test_in_flight_comes_from_the_workers_metrics(
+    bootstrap_servers: str, unique: Callable[[str], str]
+) -> None:
+    topic, group = unique("st-flight"), unique("st-flight-g")
+    create_topics(bootstrap_servers, [topic], partitions=1)
+    release = threading.Event()
+    worker = Worker(group=group, topics=[topic], settings=settings_for(bootstrap_servers))
+
+    @worker.handler(ReminderDue)
+    def handle(event: ReminderDue, ctx: Context) -> None:
+        release.wait(60)
+
+    server = ServiceHTTPServer(worker.registry, lambda: True, lambda: True, port=0)
+    server.start()
+    args = ["--bootstrap-servers", bootstrap_servers, "stats", "-g", group, "--json"]
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        with running(worker):
+            with EventProducer(settings_for(bootstrap_servers)) as producer:
+                for i in range(3):  # three keys: three records in flight at once
+                    producer.send(reminder(f"h{i}", i), key=f"h{i}", topic=topic)
+
+            def in_flight() -> Any:
+                result = CliRunner().invoke(cli, [*args, "--worker", url])
+                assert result.exit_code == 0, result.output
+                return json.loads(result.stdout)["groups"][0]["in_flight"]
+
+            assert wait_until(lambda: in_flight() == 3, timeout=30, interval=0.3)
+            result = CliRunner().invoke(cli, args)
+            assert json.loads(result.stdout)["groups"][0]["in_flight"] is None
+            release.set()
+            assert wait_until(lambda: in_flight() == 0, timeout=30, interval=0.3)
+    finally:
+        release.set()
+        server.stop()
+    bad = CliRunner().invoke(cli, [*args, "--worker", f"http://127.0.0.1:{free_port()}"])
+    assert bad.exit_code == 1, bad.output
+    (line,) = bad.output.strip().splitlines()
+    assert line.startswith("Error: cannot read worker metrics at http://127.0.0.1:"), line

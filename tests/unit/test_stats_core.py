@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from pipeline import WorkerMetricsError
 from pipeline._headers import (
     ATTEMPT,
     ERROR_TYPE,
@@ -20,9 +22,12 @@ from pipeline.stats import (
     StatsCollector,
     StatsSnapshot,
     completed_count,
+    read_in_flight,
+    with_in_flight,
 )
 from pipeline.stats._reader import scheduler_topics
 from pipeline.stats._tally import sum_read
+from pipeline.stats._workers import parse_in_flight
 
 Headers = list[tuple[str, bytes | None]]
 
@@ -133,3 +138,27 @@ def test_collector_exports_one_series_per_state_except_in_flight() -> None:
     assert 'pipeline_consumergroup_messages_exact{group="g",state="completed"} 0.0' in text
     samples = [ln for ln in text.splitlines() if ln.startswith("pipeline_consumergroup_messages{")]
     assert len(samples) == len(STATES) - 1
+
+
+def test_in_flight_is_summed_per_group_from_worker_metrics() -> None:
+    text = (
+        "# HELP pipeline_worker_in_flight Records dispatched, not finished.\n"
+        "# TYPE pipeline_worker_in_flight gauge\n"
+        'pipeline_worker_in_flight{group="a"} 3.0\n'
+        'pipeline_worker_in_flight{group="b"} 1.0\n'
+        'pipeline_worker_paused_partitions{group="a"} 7.0\n'
+    )
+    assert parse_in_flight(text) == {"a": 3, "b": 1}
+    assert parse_in_flight("") == {}
+    with pytest.raises(WorkerMetricsError, match="not Prometheus metrics"):
+        parse_in_flight("pipeline_worker_in_flight{group= 3\n")
+    snap = StatsSnapshot(groups={"a": GroupStats(group="a"), "c": GroupStats(group="c")})
+    got = with_in_flight(snap, {"a": 3, "b": 1})
+    assert got.groups["a"].in_flight == 3
+    assert got.groups["c"].in_flight is None
+    assert not got.groups["a"].exact("in_flight")
+
+
+def test_a_worker_url_must_be_http() -> None:
+    with pytest.raises(WorkerMetricsError, match="is not http"):
+        read_in_flight(["file:///etc/passwd"])
