@@ -26,6 +26,7 @@ from pipeline.stats import (
     with_in_flight,
 )
 from pipeline.stats._reader import scheduler_topics
+from pipeline.stats._scan import cut_ranges
 from pipeline.stats._tally import sum_read
 from pipeline.stats._workers import parse_in_flight
 
@@ -162,3 +163,10 @@ def test_in_flight_is_summed_per_group_from_worker_metrics() -> None:
 def test_a_worker_url_must_be_http() -> None:
     with pytest.raises(WorkerMetricsError, match="is not http"):
         read_in_flight(["file:///etc/passwd"])
+
+
+def test_cut_ranges_keeps_the_newest_records_of_each_topic() -> None:
+    ranges = {("a", 0): (0, 10), ("a", 1): (5, 6), ("b", 0): (3, 3), ("c", 0): (0, 4)}
+    kept, cut = cut_ranges(ranges, 8)
+    assert kept == {("a", 0): (6, 10), ("a", 1): (5, 6), ("c", 0): (0, 4)}
+    assert cut == {"a"}
