@@ -57,6 +57,7 @@ pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[2]
 
 OK, RETRIED, DEAD, FATAL, EXPIRED = 30, 5, 4, 2, 2
+FIXED = 2  # redriven "dead" records that succeed the second time (the others fail again)
 
 
 class Fatal(Exception):
@@ -116,7 +117,8 @@ def make_worker(bootstrap: str, topic: str, group: str, scheduler: SchedulerConf
         kind = event.message.split(":")[0]
         if kind == "retry" and ctx.attempt == 1:
             raise Flaky(event.message)
-        if kind == "dead" and ctx.header(REDRIVEN_AT) is None:
+        fixed = ctx.header(REDRIVEN_AT) is not None and event.attempt < FIXED
+        if kind == "dead" and not fixed:
             raise DeadLetter("bad data")
         if kind == "fatal":
             raise Fatal(event.message)
@@ -168,14 +170,30 @@ def test_stats_counts_completed_retried_dead_expired_and_redriven(
     waiting = {**done, "dead": FATAL, "retrying": DEAD, "redriven": DEAD}
     assert counts(stats(bootstrap_servers, group, scheduler)) == waiting
 
-    # A worker handles them now: each completes (the handler sees pipeline-redriven-at).
-    handled = {**waiting, "retrying": 0, "completed": OK + RETRIED + DEAD}
+    # A worker handles them now: FIXED of them complete, the others fail again and come back
+    # to the DLQ as copies (carrying pipeline-redriven-at): dead again, once each.
+    handled = {
+        **waiting, "retrying": 0, "dead": FATAL + DEAD - FIXED,
+        "completed": OK + RETRIED + FIXED,
+    }  # fmt: skip
     with running(make_worker(bootstrap_servers, topic, group, scheduler)):
-        wait_until(
-            lambda: counts(stats(bootstrap_servers, group, scheduler)) == handled,
+        found = wait_until(
+            lambda: (
+                (s := stats(bootstrap_servers, group, scheduler)) and counts(s) == handled and s
+            ),
             timeout=60,
             interval=0.5,
         )
+    dlq = CliRunner().invoke(
+        cli,
+        ["--bootstrap-servers", bootstrap_servers, "dlq", "list", "--group", group, "-o", "json"],
+    )
+    assert dlq.exit_code == 0, dlq.output
+    rows = json.loads(dlq.stdout)
+    assert len(rows) == DEAD + FATAL + EXPIRED  # every message that was ever dead, one row each
+    copies = [1] * (FIXED + FATAL + EXPIRED) + [2] * (DEAD - FIXED)
+    assert sorted(r["copies"] for r in rows) == copies
+    assert found["exact"]["dead"]
 
 
 def test_stats_names_a_missing_group_and_rejects_bad_flags(
