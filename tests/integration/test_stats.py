@@ -38,7 +38,7 @@ from pipeline._headers import (
     REDRIVEN_AT,
 )
 from pipeline._http import ServiceHTTPServer
-from pipeline._names import dlq_topic, retry_topic
+from pipeline._names import dlq_topic, redrive_group, retry_topic
 from pipeline.cli import cli
 from pipeline.scheduler._records import SchedulerConfig
 from pipeline.scheduler._topics import ensure_scheduler_topics
@@ -194,6 +194,11 @@ def test_stats_counts_completed_retried_dead_expired_and_redriven(
     copies = [1] * (FIXED + FATAL + EXPIRED) + [2] * (DEAD - FIXED)
     assert sorted(r["copies"] for r in rows) == copies
     assert found["exact"]["dead"]
+    every = CliRunner().invoke(cli, ["--bootstrap-servers", bootstrap_servers, "stats", "--json"])
+    assert every.exit_code == 0, every.output
+    names = {g["group"] for g in json.loads(every.stdout)["groups"]}
+    assert group in names
+    assert redrive_group(group) not in names  # the redrive tracker has no lifecycle of its own
 
 
 def test_stats_names_a_missing_group_and_rejects_bad_flags(

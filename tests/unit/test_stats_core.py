@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from pipeline import WorkerMetricsError
+from pipeline import ConfigError, WorkerMetricsError
 from pipeline._headers import (
     ATTEMPT,
     ERROR_TYPE,
@@ -20,6 +22,7 @@ from pipeline.stats import (
     GroupStats,
     RetryTally,
     StatsCollector,
+    StatsOptions,
     StatsSnapshot,
     completed_count,
     read_in_flight,
@@ -170,3 +173,15 @@ def test_cut_ranges_keeps_the_newest_records_of_each_topic() -> None:
     kept, cut = cut_ranges(ranges, 8)
     assert kept == {("a", 0): (6, 10), ("a", 1): (5, 6), ("c", 0): (0, 4)}
     assert cut == {"a"}
+
+
+def test_internal_groups_are_left_out_and_the_pattern_filters() -> None:
+    options = StatsOptions(scheduler_group="sched")
+    assert options.watches("payments")
+    assert not options.watches("payments.dlq-redrive")
+    assert not options.watches("sched")
+    only = StatsOptions(groups=re.compile("^pay"))
+    assert only.watches("payments")
+    assert not only.watches("orders")
+    with pytest.raises(ConfigError, match="max_scan"):
+        StatsOptions(max_scan=0)
