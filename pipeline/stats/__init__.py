@@ -9,7 +9,7 @@ served by ``pipeline lag serve``) and ``in_flight`` read from the workers' ``/me
 (``read_in_flight``). ``pipeline stats`` and the ops console are front ends.
 
 It may import the core (``pipeline._*``), ``pipeline.lag`` (admin fetches, lag math) and
-``pipeline.ops`` (dead-letter records, read windows). It never imports ``producers``,
+``pipeline.ops`` (its read-window consumer). It never imports ``producers``,
 ``consumers``, ``pipeline.scheduler`` or ``pipeline.cli``.
 """
 
