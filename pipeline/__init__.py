@@ -37,6 +37,7 @@ from ._errors import (
     TruncatedRecordError,
     UndeliveredRecordsError,
     UnknownSchemaError,
+    WorkerMetricsError,
 )
 from ._settings import ClientKind, Settings, load_settings, redact_config
 from ._topics import Drift, TopicReport, TopicSpec, ensure_topics, load_topic_specs
@@ -91,6 +92,7 @@ __all__ = [
     "TruncatedRecordError",
     "UndeliveredRecordsError",
     "UnknownSchemaError",
+    "WorkerMetricsError",
     "__version__",
     "check_catalog",
     "check_model",

@@ -33,7 +33,8 @@ Every error the library raises on purpose is a ``PipelineError``. Third-party ex
     │       └── OutboxFileError             the outbox file cannot be used (names the path)
     │           ├── OutboxCorruptError      not an outbox, a damaged file, or a newer version
     │           └── OutboxLockedError       another process holds the outbox
-    └── ConsumeError                        a worker or consumer failure
+    ├── ConsumeError                        a worker or consumer failure
+    └── WorkerMetricsError                  a worker's /metrics could not be read
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ __all__ = [
     "TruncatedRecordError",
     "UndeliveredRecordsError",
     "UnknownSchemaError",
+    "WorkerMetricsError",
 ]
 
 
@@ -260,3 +262,7 @@ class OutboxLockedError(OutboxFileError):
 
 class ConsumeError(PipelineError):
     """A consumer or worker failed."""
+
+
+class WorkerMetricsError(PipelineError):
+    """A worker's ``/metrics`` could not be read (``pipeline stats --worker URL``)."""

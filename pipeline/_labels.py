@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["EVENT_TYPE", "GROUP", "OUTCOME", "PARTITION", "REASON", "TIER", "TOPIC"]
+__all__ = ["EVENT_TYPE", "GROUP", "OUTCOME", "PARTITION", "REASON", "STATE", "TIER", "TOPIC"]
 
 GROUP = "group"
 TOPIC = "topic"
@@ -10,4 +10,5 @@ PARTITION = "partition"
 EVENT_TYPE = "event_type"
 OUTCOME = "outcome"
 REASON = "reason"
+STATE = "state"
 TIER = "tier"

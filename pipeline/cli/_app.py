@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "replay": "pipeline.cli.replay:replay",
     "scheduler": "pipeline.cli.scheduler:scheduler",
     "schemas": "pipeline.cli.schemas:schemas",
+    "stats": "pipeline.cli.stats:stats",
     "topics": "pipeline.cli.topics:topics",
     "worker": "pipeline.cli.worker:worker",
 }

@@ -69,6 +69,8 @@ COMMANDS: dict[str, list[str]] = {
         "scheduler", "run", "--metrics-port", "0", "--group", GROUP, "--no-create-topics",
     ],
     "scheduler status": ["scheduler", "status", "--group", GROUP],
+    "stats": ["stats"],
+    "stats -g --json": ["stats", "-g", GROUP, "--json"],
     "topics apply": ["topics", "apply", str(REPO / "examples" / "topics.toml")],
     "topics apply --dry-run": [
         "topics", "apply", str(REPO / "examples" / "topics.toml"), "--dry-run",
