@@ -34,7 +34,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._errors import ConfigError
 
-__all__ = ["ClientKind", "Settings", "load_settings", "redact_config"]
+__all__ = ["CONSOLE_TOKEN_ENV", "ClientKind", "Settings", "load_settings", "redact_config"]
 
 ClientKind = Literal["producer", "consumer", "admin"]
 
@@ -44,6 +44,8 @@ _PASSTHROUGH = {"KAFKA": "kafka", "PRODUCER": "producer", "CONSUMER": "consumer"
 _PROPERTY = re.compile(r'(configuration property:? )"[^"]*"')
 _SECRET_KEY = re.compile(r"(password|secret|\.pem$|token|credentials)", re.IGNORECASE)
 LIBRDKAFKA_LOGGER = logging.getLogger("pipeline.librdkafka")
+CONSOLE_TOKEN_ENV = "PIPELINE_CONSOLE_TOKEN"
+"""The bearer token of `pipeline console` (a secret: never logged or printed)."""
 # Options of the service commands (`pipeline scheduler run`, `pipeline worker run`) that click
 # reads from the environment; they are not connection settings, but they are not typos either.
 SERVICE_VARIABLES = frozenset(
@@ -56,6 +58,7 @@ SERVICE_VARIABLES = frozenset(
         "PIPELINE_WORKER_INSTANCE_ID",
         "PIPELINE_WORKER_COMMIT_INTERVAL",
         "PIPELINE_WORKER_MAX_IN_FLIGHT",
+        CONSOLE_TOKEN_ENV,
     }
 )
 

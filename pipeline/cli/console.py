@@ -11,7 +11,7 @@ import click
 
 from pipeline._admin import check_reachable
 from pipeline._errors import ConfigError
-from pipeline._settings import Settings
+from pipeline._settings import CONSOLE_TOKEN_ENV, Settings
 from pipeline.avro._codec import Codec
 from pipeline.avro._events import Event
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["build_services", "close_services", "console"]
 
-TOKEN_ENV = "PIPELINE_CONSOLE_TOKEN"  # the same name as pipeline.console.TOKEN_ENV
+TOKEN_ENV = CONSOLE_TOKEN_ENV
 
 
 class _Enqueue:

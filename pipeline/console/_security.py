@@ -7,9 +7,11 @@ import ipaddress
 
 from fastapi import HTTPException, Request
 
+from pipeline._settings import CONSOLE_TOKEN_ENV
+
 __all__ = ["TOKEN_ENV", "TokenCheck", "is_local", "unsafe_bind"]
 
-TOKEN_ENV = "PIPELINE_CONSOLE_TOKEN"
+TOKEN_ENV = CONSOLE_TOKEN_ENV
 
 
 def is_local(host: str) -> bool:

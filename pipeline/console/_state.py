@@ -186,7 +186,7 @@ class ConsoleState:
         return alive and self.poller.healthy()
 
     def ready(self) -> bool:
-        """A lag snapshot exists and the dead letters and scheduler were read once."""
+        """A lag snapshot exists, and the dead letters of its groups and the scheduler were read."""
         return self.poller.ready() and self._refreshed
 
     def _run(self) -> None:
@@ -209,6 +209,7 @@ class ConsoleState:
 
     def refresh(self, groups: list[str] | None = None) -> None:
         """Read dead-letter counts (of ``groups``, or of every known group) and the scheduler."""
+        polled = self.poller.ready()  # the groups below are those of a real poll
         names = groups if groups is not None else sorted(self.poller.snapshot.groups)
         with self._lock:
             for name in names:
@@ -226,7 +227,7 @@ class ConsoleState:
                     self._tiers = tuple(scheduler_status(self.settings, self.scheduler_config))
                 except PipelineError as exc:
                     _LOG.warning("reading the scheduler backlog failed: %s", exc)
-                self._refreshed = True
+                self._refreshed = self._refreshed or polled
             self.rebuild()
 
     def _read_dlq(self, group: str) -> DeadLetterCounts | None:
