@@ -34,7 +34,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._errors import ConfigError
 
-__all__ = ["CONSOLE_TOKEN_ENV", "ClientKind", "Settings", "load_settings", "redact_config"]
+__all__ = ["ClientKind", "Settings", "load_settings", "redact_config"]
 
 ClientKind = Literal["producer", "consumer", "admin"]
 
