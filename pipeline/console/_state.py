@@ -223,6 +223,9 @@ class ConsoleState:
                 else:
                     self._dlq[name] = counts
             if groups is None:
+                for gone in set(self._consumers) - set(names):  # the group is gone
+                    self._consumers.pop(gone).close()
+                    self._dlq.pop(gone, None)
                 try:
                     self._tiers = tuple(scheduler_status(self.settings, self.scheduler_config))
                 except PipelineError as exc:
