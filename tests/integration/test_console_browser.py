@@ -13,12 +13,16 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 
+from pipeline._names import SCHEDULER_TOPIC
 from tests.helpers import free_port, wait_until
 from tests.integration.console_support import SCRIPT, TOKEN, World, make_world
 
@@ -69,6 +73,9 @@ def driver() -> Iterator[Any]:
 
 @pytest.fixture
 def world(bootstrap_servers: str, unique: Callable[[str], str]) -> World:
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin.create_topics([NewTopic(SCHEDULER_TOPIC, 1)])[SCHEDULER_TOPIC].exception(30)  # or exists
+    wait_until(lambda: SCHEDULER_TOPIC in admin.list_topics(timeout=10).topics)
     return make_world(bootstrap_servers, unique("console-ui"))
 
 
@@ -106,6 +113,24 @@ def _ready(url: str) -> bool:
         return False
 
 
+def _enqueue_later(url: str) -> None:
+    event = {
+        "order_id": str(uuid.uuid4()), "customer_id": "c-1",
+        "placed_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "items": [{"sku": "s", "quantity": 1, "unit_price": "1.00"}], "total": "1.00",
+        "shipping_address": {"line1": "x", "city": "y", "postal_code": "1", "country": "FR"},
+    }  # fmt: skip
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    request = urllib.request.Request(
+        f"{url}/api/v1/events/orders.OrderPlaced",
+        data=json.dumps({"event": event, "deliver_at": at}).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert json.load(answer)["scheduled"] is True
+
+
 def _api_pending(url: str, group: str) -> int:
     with urllib.request.urlopen(f"{url}/api/v1/groups/{group}", timeout=10) as answer:
         return int(json.load(answer)["dlq_pending"])
@@ -132,6 +157,12 @@ def test_lag_dead_letter_and_redrive_in_a_browser(
     wait_until(lambda: _text(driver, f'{row} [data-field="dlq_pending"]') == "4", timeout=30)
     wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, f"{row} .spark canvas"), timeout=15)
 
+    # Live refresh: a delayed event enqueued through the API shows in the scheduler backlog.
+    before = int(_text(driver, "#scheduler-total") or 0)
+    _enqueue_later(console_url)
+    wait_until(lambda: _text(driver, "#scheduler-total") == str(before + 1), timeout=30)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(ARTIFACTS / "console-groups.png"))
     driver.find_element(By.LINK_TEXT, world.group).click()
     wait_until(lambda: _text(driver, "#dlq-pending") == "4", timeout=15)
     driver.find_element(By.LINK_TEXT, "0:3").click()  # the dead letter holding <script>
@@ -153,7 +184,6 @@ def test_lag_dead_letter_and_redrive_in_a_browser(
     WebDriverWait(driver, 30).until(expected_conditions.alert_is_present()).accept()
     wait_until(lambda: "redriven 4" in _text(driver, "#redrive-result"), timeout=60)
     wait_until(lambda: _text(driver, "#dlq-pending") == "0", timeout=30)  # the count drops
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "console-redrive.png"
     assert driver.save_screenshot(str(shot))
     print(f"screenshot: {shot}")

@@ -44,6 +44,20 @@
     }
   }
 
+  function showScheduler(tiers) {
+    const body = document.querySelector("#scheduler tbody");
+    if (!body || !tiers.length) return;
+    body.textContent = "";
+    for (const t of tiers) {
+      const tr = body.insertRow();
+      for (const v of [t.tier, t.topic, t.pending]) tr.insertCell().textContent = String(v);
+      tr.cells[2].className = "num";
+      tr.dataset.tier = t.tier;
+    }
+    const total = document.getElementById("scheduler-total");
+    if (total) total.textContent = String(tiers.reduce((n, t) => n + t.pending, 0));
+  }
+
   async function refresh() {
     const live = document.getElementById("live-state");
     try {
@@ -56,6 +70,7 @@
         if ([...known].some((g) => !shown.has(g))) { location.reload(); return; }
       }
       stats.groups.forEach(show);
+      showScheduler(stats.scheduler);
       if (live) live.textContent = `updated ${new Date(stats.taken_at * 1000).toLocaleTimeString()}`;
     } catch (err) {
       if (live) live.textContent = `refresh failed: ${err}`;
