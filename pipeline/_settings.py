@@ -45,6 +45,8 @@ _PASSTHROUGH = {"KAFKA": "kafka", "PRODUCER": "producer", "CONSUMER": "consumer"
 _PROPERTY = re.compile(r'(configuration property:? )"[^"]*"')
 _SECRET_KEY = re.compile(r"(password|secret|\.pem$|token|credentials)", re.IGNORECASE)
 LIBRDKAFKA_LOGGER = logging.getLogger("pipeline.librdkafka")
+CONSOLE_TOKEN_ENV = "PIPELINE_CONSOLE_TOKEN"
+"""The bearer token of `pipeline console` (a secret: never logged or printed)."""
 # Options of the service commands (`pipeline scheduler run`, `pipeline worker run`) that click
 # reads from the environment; they are not connection settings, but they are not typos either.
 SERVICE_VARIABLES = frozenset(
@@ -57,6 +59,7 @@ SERVICE_VARIABLES = frozenset(
         "PIPELINE_WORKER_INSTANCE_ID",
         "PIPELINE_WORKER_COMMIT_INTERVAL",
         "PIPELINE_WORKER_MAX_IN_FLIGHT",
+        CONSOLE_TOKEN_ENV,
     }
 )
 

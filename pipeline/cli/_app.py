@@ -20,6 +20,7 @@ __all__ = ["cli", "main"]
 # name -> "module:attribute"; modules are imported only when their command runs, so a slow or
 # broken subcommand never slows down or breaks the others.
 SUBCOMMANDS: dict[str, str] = {
+    "console": "pipeline.cli.console:console",
     "consume": "pipeline.cli.consume:consume",
     "dlq": "pipeline.cli.dlq:dlq",
     "doctor": "pipeline.cli.doctor:doctor",

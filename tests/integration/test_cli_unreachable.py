@@ -46,6 +46,7 @@ APP = "examples.orders.payments:app"  # a Worker without settings of its own: it
 
 # case name -> arguments; the command is the words before the first option or argument
 COMMANDS: dict[str, list[str]] = {
+    "console": ["console", "--port", "0"],
     "consume": ["consume", "--topic", TOPIC, "--to-end"],
     "consume --group": ["consume", "--topic", TOPIC, "--group", GROUP, "--limit", "1"],
     "dlq list": ["dlq", "list", "--group", GROUP],
