@@ -1,4 +1,4 @@
-"""Request-reply on the typed replies, remote errors, timeouts, late or bad replies."""
+"""Request-reply (real broker): typed replies, remote errors, timeouts, late or bad replies."""
 
 from __future__ import annotations
 
