@@ -195,7 +195,8 @@ class AsyncEventProducer:
     async def _inbox_ready(self) -> None:
         """Create the reply topic off the loop (first use only)."""
         modes = self.producer.modes
-        await asyncio.to_thread(lambda: modes.inbox)
+        if not modes.inbox_started:
+            await asyncio.to_thread(lambda: modes.inbox)
 
     def _wake_resolved(self) -> None:
         with self._lock:

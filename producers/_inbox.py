@@ -95,6 +95,11 @@ class Inbox:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        """Whether the reader thread runs."""
+        return self._thread is not None
+
     def start(self) -> None:
         """Create the reply topic and start reading it (once; later calls return at once)."""
         if self._thread is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -25,6 +24,7 @@ from pipeline.avro._events import Event
 
 from ._delivery import delivery_error
 from ._fire_and_forget import FireAndForget
+from ._headers import new_event_id
 from ._inbox import Inbox, Pending, Resolve
 from ._metrics import ProducerMetrics
 from ._mode_metrics import ModeMetrics, shared_mode_metrics
@@ -117,6 +117,11 @@ class DeliveryModes:
     # -- the inbox ----------------------------------------------------------------------------
 
     @property
+    def inbox_started(self) -> bool:
+        """Whether the reply inbox runs (its topic exists)."""
+        return self._inbox is not None and self._inbox.started
+
+    @property
     def inbox(self) -> Inbox:
         """The reply inbox, started (its topic created) on first use."""
         inbox = self._inbox
@@ -145,7 +150,7 @@ class DeliveryModes:
         if timeout <= 0:
             raise ConfigError(f"timeout must be > 0, got {timeout}")
         inbox = self.inbox
-        cid = uuid.uuid4().hex.encode()
+        cid = new_event_id()
         deadline_ms = int((time.time() + timeout) * 1000)
         headers = request_headers(cid, deadline_ms)
         headers.append((REPLY_TO, inbox.topic.encode()))
@@ -180,7 +185,7 @@ class DeliveryModes:
                 future.set_exception(QuorumNotReached(acked=acked, required=required))
 
         inbox = self.inbox
-        cid = uuid.uuid4().hex.encode()
+        cid = new_event_id()
         headers = request_headers(cid, None)
         headers.append((ACK_TO, inbox.topic.encode()))
         inbox.add(cid, Pending(done, time.monotonic() + timeout, required=required))
