@@ -84,9 +84,12 @@ class Responder:
             registry=registry,
         )
 
+        self._counts = {o: self.requests.labels(group, o) for o in REQUEST_OUTCOMES}
+        self._delivered_cb = self._delivered  # one object: the producer caches its report
+
     def count(self, outcome: str) -> None:
         """Count one request outcome."""
-        self.requests.labels(self.group, outcome).inc()
+        self._counts[outcome].inc()
 
     def expired(self, fields: dict[str, bytes | None]) -> bool:
         """Whether a request's deadline passed (it is then skipped and counted)."""
@@ -104,7 +107,7 @@ class Responder:
         if ack_to:
             headers: Headers = [(CORRELATION_ID, cid), (ACKED_BY, self.name.encode())]
             self._producer.send_bytes(
-                ack_to.decode(), None, key=cid, headers=headers, on_delivery=self._delivered
+                ack_to.decode(), None, key=cid, headers=headers, on_delivery=self._delivered_cb
             )
             self.count("acked")
         reply_to = fields.get(REPLY_TO)
@@ -124,7 +127,7 @@ class Responder:
             topic=reply_to.decode(),
             key=cid,
             headers=[(CORRELATION_ID, cid)],
-            on_delivery=self._delivered,
+            on_delivery=self._delivered_cb,
         )
         self.count("replied")
 
@@ -148,7 +151,7 @@ class Responder:
             (ERROR_MESSAGE, message[:_MAX_MESSAGE].encode("utf-8", "replace")),
         ]
         self._producer.send_bytes(
-            reply_to.decode(), None, key=cid, headers=headers, on_delivery=self._delivered
+            reply_to.decode(), None, key=cid, headers=headers, on_delivery=self._delivered_cb
         )
 
     def _delivered(self, result: Any, err: BaseException | None) -> None:
