@@ -279,3 +279,7 @@ class QuorumNotReached(RequestError, TimeoutError):
         super().__init__(f"quorum not reached: {len(acked)} of {required} acks (acked by {names})")
         self.acked = list(acked)
         self.required = required
+
+    def missing(self, expected: Sequence[str]) -> list[str]:
+        """Who of ``expected`` (the groups or instances you count on) did not acknowledge."""
+        return [name for name in expected if name not in self.acked]

@@ -83,6 +83,7 @@ def test_errors_carry_what_they_say() -> None:
     assert error.acked == ["a", "b"]
     assert error.required == 3
     assert "2 of 3" in str(error)
+    assert error.missing(["a", "c", "b"]) == ["c"]
     assert isinstance(error, TimeoutError)
     remote = RemoteError("builtins.KeyError", "'x'")
     assert remote.error_type == "builtins.KeyError"
