@@ -88,3 +88,20 @@ def test_errors_carry_what_they_say() -> None:
     remote = RemoteError("builtins.KeyError", "'x'")
     assert remote.error_type == "builtins.KeyError"
     assert "builtins.KeyError" in str(remote)
+
+
+def test_worker_run_guarantee_flag_is_checked_before_connecting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    monkeypatch.setenv("WORKER_GROUP", "g")
+    monkeypatch.setenv("WORKER_TOPIC", "t")
+    args = ["--bootstrap-servers", "127.0.0.1:1", "worker", "run", "tests.workers.echo:app"]
+    result = CliRunner().invoke(cli, [*args, "--guarantee", "broadcast", "--static"])
+    assert result.exit_code == 1
+    assert "BROADCAST worker joins no group" in result.output
+    wrong = CliRunner().invoke(cli, [*args, "--guarantee", "quorum"])
+    assert wrong.exit_code == 2
