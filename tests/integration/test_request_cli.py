@@ -83,3 +83,29 @@ def test_produce_fire_and_forget_and_bad_guarantee(
     no_acks = CliRunner().invoke(cli, [*base, "--guarantee", "quorum"])
     assert no_acks.exit_code == 2
     assert "--required-acks" in no_acks.output
+
+
+def test_produce_quorum_succeeds_or_exits_1_at_the_timeout(
+    bootstrap_servers: str, unique: Callable[[str], str]
+) -> None:
+    topic, group = unique("cli-qu"), unique("cli-qu-g")
+    create_topics(bootstrap_servers, [topic], partitions=1)
+    worker = Worker(group=group, topics=[topic], settings=settings_for(bootstrap_servers))
+
+    @worker.handler(ReminderDue)
+    def handle(event: ReminderDue, ctx: Context) -> None:
+        return None
+
+    base = ["--bootstrap-servers", bootstrap_servers, "produce", "--topic", topic,
+            "--type", "reminders.ReminderDue", "--json", json.dumps(REQUEST),
+            "--guarantee", "quorum", "-o", "json"]  # fmt: skip
+    with running(worker) as state:
+        wait_ready(state)
+        one = CliRunner().invoke(cli, [*base, "--required-acks", "1", "--timeout", "20"])
+        assert one.exit_code == 0, one.output
+        assert json.loads(one.stdout)["sent"] == 1
+        two = CliRunner().invoke(cli, [*base, "--required-acks", "2", "--timeout", "1"])
+        assert two.exit_code == 1
+        report = json.loads(two.stdout)
+        assert "quorum not reached: 1 of 2" in report["errors"][0]
+        assert group in report["errors"][0]
