@@ -25,6 +25,7 @@ from ._dead_letter import (
 )
 from ._dedup import DedupWindow
 from ._metrics import WorkerMetrics
+from ._reply import Responder, request_fields
 from ._signals import DeadLetter, RetryLater, Skip
 from ._spec import HandlerSpec, WorkerSpec
 from ._work import Work, attempt_of
@@ -76,6 +77,7 @@ class Processor:
         self.dedup: dict[object, DedupWindow] = {}
         self._subjects: dict[bytes, tuple[str, HandlerSpec | None]] = {}
         self.on_error: Callable[[BaseException], None] = lambda exc: None
+        self.responder = Responder(producer, worker.group, worker.registry)  # request-reply
 
     def __call__(self, work: Work) -> None:
         """Handle ``work`` on a worker thread."""
@@ -128,6 +130,11 @@ class Processor:
             attempt = attempt_of(headers)
             if expired(get_header(headers, EXPIRES_AT), time.time_ns() // 1_000_000):
                 self._dead_letter(work, "expired", "the event expired", "", attempt, "expired", "-")
+                return
+            work.request = fields = request_fields(headers)
+            if fields is not None and self.responder.expired(fields):
+                self._metrics.outcome(work.part.topic, "unknown", "expired")
+                self._finish(work, False)  # its caller gave up: skipped, counted
                 return
         else:
             headers = []
@@ -189,16 +196,17 @@ class Processor:
         )
         self._invoke(work, spec, raw, attempt, None, inline)
 
-    def _call(self, spec: HandlerSpec, arg: Any, ctx: Context) -> None:
+    def _call(self, spec: HandlerSpec, arg: Any, ctx: Context) -> Any:
+        """Run the handler; return what it returned (a reply, for a request)."""
         if spec.batch:  # batches of one for now: same contract, no grouping yet
             call: Any = spec.fn([arg], [ctx])
         else:
             call = spec.fn(arg, ctx)
         if not spec.is_async:
-            return
+            return call
         if self._loop is None:  # pragma: no cover - the runner starts a loop for async handlers
             raise RuntimeError("no event loop for async handlers")
-        asyncio.run_coroutine_threadsafe(call, self._loop).result()
+        return asyncio.run_coroutine_threadsafe(call, self._loop).result()
 
     def _invoke(
         self,
@@ -221,13 +229,16 @@ class Processor:
             ctx = record_context(work, attempt, headers, self._group, self._producer)
             start = clock()
             try:
-                self._call(spec, arg, ctx)
+                result = self._call(spec, arg, ctx)
             except Exception as exc:
                 took = clock() - start
                 label = spec.event_type
                 self._metrics.handled(work.part.topic, label, took)
                 if isinstance(exc, (Skip, RetryLater, DeadLetter)):
                     self._signalled(work, exc, attempt, label)
+                    return
+                if work.request is not None and self.responder.failed(work.request, exc):
+                    self._finish(work, False)  # the caller gets a RemoteError, not a retry
                     return
                 if inline and self._in_place_next(exc, attempt):
                     work.resume = (spec, arg, attempt, headers, seen, exc)
@@ -238,6 +249,8 @@ class Processor:
                 return
             work.took = clock() - start
             work.label = spec.event_type
+            if work.request is not None:
+                self.responder.succeeded(work.request, result)
             if seen is not None:
                 seen[0].add(seen[1])
             self._finish(work, False)

@@ -27,8 +27,12 @@ from ._errors import (
     PipelineError,
     ProduceError,
     QueueFullError,
+    QuorumNotReached,
     RecordCoordinates,
     RecordTooLargeError,
+    RemoteError,
+    RequestError,
+    RequestTimeout,
     SchemaError,
     SchemaMismatchError,
     SchemaNotFoundError,
@@ -39,6 +43,7 @@ from ._errors import (
     UnknownSchemaError,
     WorkerMetricsError,
 )
+from ._guarantee import DeliveryGuarantee, parse_guarantee
 from ._settings import ClientKind, Settings, load_settings, redact_config
 from ._topics import Drift, TopicReport, TopicSpec, ensure_topics, load_topic_specs
 from ._version import __version__
@@ -60,6 +65,7 @@ __all__ = [
     "ConsumeError",
     "DecodeError",
     "DeliveryError",
+    "DeliveryGuarantee",
     "Drift",
     "EncodeError",
     "Event",
@@ -77,9 +83,13 @@ __all__ = [
     "PipelineError",
     "ProduceError",
     "QueueFullError",
+    "QuorumNotReached",
     "Record",
     "RecordCoordinates",
     "RecordTooLargeError",
+    "RemoteError",
+    "RequestError",
+    "RequestTimeout",
     "SchemaError",
     "SchemaMismatchError",
     "SchemaNotFoundError",
@@ -99,5 +109,6 @@ __all__ = [
     "ensure_topics",
     "load_settings",
     "load_topic_specs",
+    "parse_guarantee",
     "redact_config",
 ]

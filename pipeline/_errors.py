@@ -34,7 +34,11 @@ Every error the library raises on purpose is a ``PipelineError``. Third-party ex
     │           ├── OutboxCorruptError      not an outbox, a damaged file, or a newer version
     │           └── OutboxLockedError       another process holds the outbox
     ├── ConsumeError                        a worker or consumer failure
-    └── WorkerMetricsError                  a worker's /metrics could not be read
+    ├── WorkerMetricsError                  a worker's /metrics could not be read
+    └── RequestError                        a request-reply or quorum send did not succeed
+        ├── RequestTimeout (TimeoutError)   no reply before the request's timeout
+        ├── RemoteError                     the handler raised; carries its error type and message
+        └── QuorumNotReached (TimeoutError) fewer than N acknowledgements at the timeout
 """
 
 from __future__ import annotations
@@ -65,8 +69,12 @@ __all__ = [
     "PipelineError",
     "ProduceError",
     "QueueFullError",
+    "QuorumNotReached",
     "RecordCoordinates",
     "RecordTooLargeError",
+    "RemoteError",
+    "RequestError",
+    "RequestTimeout",
     "SchemaError",
     "SchemaMismatchError",
     "SchemaNotFoundError",
@@ -266,3 +274,34 @@ class ConsumeError(PipelineError):
 
 class WorkerMetricsError(PipelineError):
     """A worker's ``/metrics`` could not be read (``pipeline stats --worker URL``)."""
+
+
+class RequestError(PipelineError):
+    """A request-reply or quorum send did not succeed."""
+
+
+class RequestTimeout(RequestError, TimeoutError):
+    """No reply arrived before the request's timeout (a later reply is dropped and counted)."""
+
+
+class RemoteError(RequestError):
+    """The remote handler raised: ``error_type`` and ``message`` say what it raised."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"remote handler failed: {error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+
+
+class QuorumNotReached(RequestError, TimeoutError):
+    """Fewer than ``required`` groups or instances acknowledged before the timeout."""
+
+    def __init__(self, acked: Sequence[str], required: int) -> None:
+        names = ", ".join(acked) or "nobody"
+        super().__init__(f"quorum not reached: {len(acked)} of {required} acks (acked by {names})")
+        self.acked = list(acked)
+        self.required = required
+
+    def missing(self, expected: Sequence[str]) -> list[str]:
+        """Who of ``expected`` (the groups or instances you count on) did not acknowledge."""
+        return [name for name in expected if name not in self.acked]

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "outbox": "pipeline.cli.outbox:outbox",
     "produce": "pipeline.cli.produce:produce",
     "replay": "pipeline.cli.replay:replay",
+    "request": "pipeline.cli.request:request",
     "scheduler": "pipeline.cli.scheduler:scheduler",
     "schemas": "pipeline.cli.schemas:schemas",
     "stats": "pipeline.cli.stats:stats",
