@@ -71,9 +71,11 @@ def _api_versions(sock: socket.socket) -> ProbeResult:
     return out
 
 
-def api_versions(host: str, port: int, timeout: float = 3.0) -> ProbeResult:
-    """Return ``{api_key: (min_version, max_version)}`` from one plaintext broker."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+def api_versions(
+    host: str, port: int, timeout: float = 3.0, security: Security | None = None
+) -> ProbeResult:
+    """Return ``{api_key: (min_version, max_version)}`` from one broker."""
+    with _connect(host, port, timeout, security) as sock:
         return _api_versions(sock)
 
 

@@ -150,6 +150,9 @@ def test_x1_good_credentials_work_end_to_end(
         "json",
     )
     assert replay.returncode == 0, replay.stderr + replay.stdout
+    doctor = pipeline(secure, "doctor")  # its probe speaks TLS and SCRAM too
+    assert doctor.returncode == 0, doctor.stderr + doctor.stdout
+    assert "Apache Kafka 4.0 or newer" in doctor.stdout
 
 
 @pytest.mark.parametrize("case", ["wrong password", "untrusted certificate"])
