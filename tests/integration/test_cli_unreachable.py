@@ -64,6 +64,10 @@ COMMANDS: dict[str, list[str]] = {
         "offsets", "reset", "--group", GROUP, "--topic", TOPIC, "--to-datetime", "-1h",
     ],
     "produce": ["produce", "--type", "orders.OrderPlaced", "--json", json.dumps(EVENT)],
+    "request": [
+        "request", "--type", "orders.OrderPlaced", "--reply-type", "orders.OrderPlaced",
+        "--json", json.dumps(EVENT), "--timeout", "3",
+    ],
     "replay": ["replay", "--from-topic", TOPIC, "--to-topic", TOPIC + "-b", "--since", "-1h"],
     "scheduler run": ["scheduler", "run", "--metrics-port", "0", "--group", GROUP],
     "scheduler run --no-create-topics": [
