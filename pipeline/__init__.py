@@ -37,7 +37,14 @@ from ._errors import (
     UnknownSchemaError,
 )
 from ._settings import ClientKind, Settings, load_settings, redact_config
-from ._topics import Drift, TopicReport, TopicSpec, ensure_topics, load_topic_specs
+from ._topics import (
+    Drift,
+    TopicReport,
+    TopicSpec,
+    ensure_topics,
+    load_topic_specs,
+    priority_levels,
+)
 from ._version import __version__
 from .avro._catalog import Catalog, CompatibilityMode, SchemaVersion
 from .avro._codec import Codec
@@ -93,5 +100,6 @@ __all__ = [
     "ensure_topics",
     "load_settings",
     "load_topic_specs",
+    "priority_levels",
     "redact_config",
 ]

@@ -86,10 +86,20 @@ class AsyncEventProducer:
         headers: HeaderInput = None,
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
+        priority: int | None = None,
     ) -> DeliveryResult:
-        """Send and wait for the delivery result; raises ``ProduceError`` on failure."""
+        """Send and wait for the delivery result; raises ``ProduceError`` on failure.
+
+        ``priority`` as in :meth:`EventProducer.send` (the level topic ``<topic>.p<N>``).
+        """
         future = self.queue(
-            event, key=key, topic=topic, headers=headers, deliver_at=deliver_at, delay=delay
+            event,
+            key=key,
+            topic=topic,
+            headers=headers,
+            deliver_at=deliver_at,
+            delay=delay,
+            priority=priority,
         )
         return await future
 
@@ -102,11 +112,18 @@ class AsyncEventProducer:
         headers: HeaderInput = None,
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
+        priority: int | None = None,
     ) -> asyncio.Future[DeliveryResult]:
-        """Queue an event now and return an awaitable of its delivery result."""
+        """Queue an event now and return an awaitable of its delivery result.
+
+        Raises:
+            ConfigError: ``priority`` is not a level of the topic (nothing was queued).
+        """
         future: asyncio.Future[DeliveryResult] = self._bind_loop().create_future()
         report = _Report(future, self._done, self.producer.metrics)
-        self.producer.send_with_report(event, report, key, topic, headers, deliver_at, delay)
+        self.producer.send_with_report(
+            event, report, key, topic, headers, deliver_at, delay, priority
+        )
         return future
 
     def _after_poll(self) -> None:

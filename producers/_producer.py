@@ -36,6 +36,7 @@ from ._metrics import ProducerMetrics
 from ._outbox import Outbox
 from ._outbox_metrics import OutboxMetrics
 from ._outbox_records import OutboxConfig
+from ._priority import check_levels, priority_target
 from ._sending import Key
 
 __all__ = ["EventProducer"]
@@ -89,6 +90,8 @@ class EventProducer:
             ``settings.producer_outbox`` (``PIPELINE_PRODUCER_OUTBOX``), unset: no outbox.
             Records Kafka can't take are stored there and sent back later (README "The
             producer outbox"); their futures resolve with ``DeliveryStatus.STORED``.
+        priorities: priority levels of topics (``{"orders": 3}``): ``send(priority=None)``
+            to such a topic goes to its lowest level, and ``priority`` must be below the count.
 
     Raises:
         ConfigError: an outbox with ``transactional_id`` (stored records can't join a
@@ -108,8 +111,10 @@ class EventProducer:
         registry: CollectorRegistry | None = None,
         scheduler_topic: str = SCHEDULER_TOPIC,
         outbox: str | os.PathLike[str] | OutboxConfig | None = None,
+        priorities: Mapping[str, int] | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        self.priorities = check_levels(priorities)
         self._codec = codec
         self._source = (source or self.settings.client_id).encode()
         self._max_block = max_block
@@ -160,6 +165,7 @@ class EventProducer:
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
         on_delivery: DeliveryCallback | None = None,
+        priority: int | None = None,
     ) -> DeliveryFuture | None:
         """Encode ``event`` and queue it for ``topic`` (default: the event class's topic).
 
@@ -172,11 +178,14 @@ class EventProducer:
             delay: deliver through the scheduler after this delay.
             on_delivery: called with ``(result, None)`` or ``(None, error)`` instead of
                 returning a future (cheaper when sending many records).
+            priority: send to the priority level topic ``<topic>.p<priority>`` (0 highest);
+                None: the lowest level of a topic in ``priorities``, else ``topic`` itself.
 
         Returns:
             A future of the delivery result, or ``None`` when ``on_delivery`` is given.
 
         Raises:
+            ConfigError: no topic, or ``priority`` is not a level of it (nothing was queued).
             EncodeError: the event does not fit its schema (nothing was queued).
             RecordTooLargeError: the encoded record is over ``message.max.bytes``.
             QueueFullError: the local queue stayed full for ``max_block`` seconds.
@@ -184,11 +193,11 @@ class EventProducer:
         """
         if on_delivery is None:
             future = DeliveryFuture(self.metrics)
-            self.send_with_report(event, future.report, key, topic, headers, deliver_at, delay)
-            return future
-        report = self._user_report(on_delivery)
-        self.send_with_report(event, report, key, topic, headers, deliver_at, delay)
-        return None
+            report: Any = future.report
+        else:
+            report = self._user_report(on_delivery)
+        self.send_with_report(event, report, key, topic, headers, deliver_at, delay, priority)
+        return future if on_delivery is None else None
 
     def send_with_report(
         self,
@@ -199,6 +208,7 @@ class EventProducer:
         headers: HeaderInput = None,
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
+        priority: int | None = None,
     ) -> None:
         """:meth:`send` with a librdkafka-style ``report(err, msg)`` delivery callback.
 
@@ -206,7 +216,7 @@ class EventProducer:
         the poll thread and must count the outcome in :attr:`metrics` itself.
         """
         target, value, key_bytes, record_headers = self._encode(
-            event, key, topic, headers, deliver_at, delay
+            event, key, topic, headers, deliver_at, delay, priority
         )
         self._produce(self._holder, target, value, key_bytes, record_headers, report)
 
@@ -404,6 +414,7 @@ class EventProducer:
         headers: HeaderInput,
         deliver_at: datetime | None,
         delay: timedelta | None,
+        priority: int | None = None,
     ) -> tuple[str, bytes, bytes | None, list[tuple[str, bytes | None]]]:
         """Validate and encode ``event``: its topic, value, key and headers (nothing is queued)."""
         cls = type(event)
@@ -414,6 +425,8 @@ class EventProducer:
             raise ConfigError(
                 f"no topic for {cls.__name__}: pass topic= or set `topic` on the class"
             )
+        if priority is not None or self.priorities:
+            target = priority_target(target, priority, self.priorities)
         value = self.codec.encode(event, topic=target)
         record_headers = cloudevent_headers(self._source, self._ce_type(cls))
         if headers:
