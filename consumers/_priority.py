@@ -47,10 +47,17 @@ __all__ = [
 PRIORITY = "priority"
 """The pause reason of a priority level waiting for its turn."""
 
-PREFETCH: Mapping[str, Any] = {"queued.min.messages": 2000}
-"""Consumer defaults of a worker with priorities (its ``consumer_config`` wins): librdkafka's
-default prefetch (100 000 records a partition) would be dropped and fetched again on every
-switch between levels."""
+PREFETCH: Mapping[str, Any] = {
+    "queued.min.messages": 1000,
+    "max.partition.fetch.bytes": 65536,
+    "fetch.queue.backoff.ms": 20,
+    "fetch.wait.max.ms": 50,
+}
+"""Consumer defaults of a worker with priorities (its ``consumer_config`` wins). A level is
+seen to have records only once librdkafka fetched some of it, and with its defaults (100 000
+records and 1 MB a partition prefetched, a second of fetch backoff once a queue is full) a
+new high-priority record was fetched 0.5 to 2.5 s late behind a low-priority backlog; with
+these, within about 0.1 s. A small prefetch also makes a switch between levels cheap."""
 
 _LOG = logging.getLogger("consumers")
 
