@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
 from pipeline._errors import ConfigError
 from pipeline._names import priority_topics
@@ -58,6 +59,9 @@ seen to have records only once librdkafka fetched some of it, and with its defau
 records and 1 MB a partition prefetched, a second of fetch backoff once a queue is full) a
 new high-priority record was fetched 0.5 to 2.5 s late behind a low-priority backlog; with
 these, within about 0.1 s. A small prefetch also makes a switch between levels cheap."""
+
+WATCH_INTERVAL_S = 0.02
+"""How often the watermark watcher asks the broker for the end offsets of the higher levels."""
 
 _LOG = logging.getLogger("consumers")
 
@@ -176,6 +180,42 @@ class _Levels:
         self.ends: dict[TP, int] = {}  # end-of-partition offsets, until a record is consumed
 
 
+class _Watcher:
+    """Asks the broker for the end offsets of the higher levels' partitions, off the poll thread.
+
+    librdkafka learns a partition's high watermark only from its own fetches, and while a
+    lower level's backlog is being fetched a new high-priority record was seen up to seconds
+    late. This thread lists the end offsets every ``WATCH_INTERVAL_S`` (one small request a
+    partition) so the poll thread sees queued high-priority records within that time.
+    """
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self.watch: list[TP] = []  # replaced, never mutated, by the poll thread
+        self.highs: dict[TP, int] = {}
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, name="worker-priority", daemon=True).start()
+
+    def _run(self) -> None:
+        consumer = self._consumer
+        while not self._stop.wait(WATCH_INTERVAL_S):
+            for tp in self.watch:
+                try:
+                    _low, high = consumer.get_watermark_offsets(
+                        TopicPartition(*tp), timeout=1.0, cached=False
+                    )
+                except KafkaException as exc:
+                    _LOG.debug("priority: end offset of %s[%d]: %s", tp[0], tp[1], exc)
+                    continue
+                except RuntimeError:  # the consumer was closed
+                    return
+                self.highs[tp] = high
+
+    def stop(self) -> None:
+        """Stop asking (the thread ends within one interval)."""
+        self._stop.set()
+
+
 class PriorityScheduler:
     """Holds the partitions of queued levels paused while another level has its turn.
 
@@ -186,6 +226,8 @@ class PriorityScheduler:
 
     def __init__(self, specs: Iterable[Priorities], pauses: PauseSet) -> None:
         self._pauses = pauses
+        self._watcher: _Watcher | None = None
+        self._watched: frozenset[TP] = frozenset()
         self._levels: dict[str, tuple[_Levels, int]] = {}
         self.topics: list[_Levels] = []
         for spec in specs:
@@ -205,6 +247,8 @@ class PriorityScheduler:
         if not mine:
             self._pauses.release(PRIORITY)
             return
+        self._watch(consumer, mine)
+        remote = self._watcher.highs if self._watcher is not None else {}
         try:
             found = consumer.position([TopicPartition(t, p) for (t, p), _ in mine])
             positions = {(tp.topic, tp.partition): tp.offset for tp in found}
@@ -218,7 +262,7 @@ class PriorityScheduler:
             position = positions.get(tp, OFFSET_INVALID)
             if position < 0:  # nothing consumed since the assignment: the end seen, if any
                 position = levels.ends.get(tp, OFFSET_INVALID)
-            if _queued(consumer, tp, position, parts[tp]):
+            if _queued(consumer, tp, position, parts[tp], remote.get(tp, OFFSET_INVALID)):
                 queued.setdefault(key, set()).add(level)
             last = levels.positions.get(tp)
             if position >= 0:
@@ -239,6 +283,22 @@ class PriorityScheduler:
         if hold:
             self._pauses.hold(PRIORITY, hold)
 
+    def _watch(self, consumer: Any, mine: list[tuple[TP, tuple[_Levels, int]]]) -> None:
+        """Keep the watcher on the assigned partitions of every level but the lowest."""
+        if not isinstance(consumer, Consumer):
+            return  # the test kit's consumer knows its end offsets
+        if self._watcher is None:
+            self._watcher = _Watcher(consumer)
+        watched = frozenset(tp for tp, (lv, level) in mine if level < lv.spec.levels - 1)
+        if watched != self._watched:
+            self._watched = watched
+            self._watcher.watch = sorted(watched)
+
+    def close(self) -> None:
+        """Stop the watermark watcher (before the consumer closes)."""
+        if self._watcher is not None:
+            self._watcher.stop()
+
     def at_end(self, tp: TP, offset: int) -> None:
         """A partition reached its end at ``offset`` (librdkafka's partition EOF event).
 
@@ -258,12 +318,13 @@ class PriorityScheduler:
                 found[0].ends.pop(tp, None)
 
 
-def _queued(consumer: Any, tp: TP, position: int, part: PartitionState) -> bool:
+def _queued(consumer: Any, tp: TP, position: int, part: PartitionState, remote: int) -> bool:
     """Whether a partition has records in Kafka that were not consumed yet.
 
-    The high watermark is librdkafka's cached one (updated by every fetch response; a paused
+    The high watermark is librdkafka's cached one (updated by its fetches; a paused
     partition keeps its last one, so a waiting level stays queued). Before the first record or
     watermark is known, a partition counts as queued until its end-of-partition event.
+    ``remote`` is the end offset the watcher last read from the broker (negative: none).
     ``position`` is the consumed position, or the end-of-partition offset before the first
     record (negative: unknown).
     """
@@ -271,6 +332,7 @@ def _queued(consumer: Any, tp: TP, position: int, part: PartitionState) -> bool:
         _low, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
     except KafkaException:
         high = OFFSET_INVALID
-    if high is None or high < 0 or position < 0:
+    high = max(high if high is not None else OFFSET_INVALID, remote)  # what the watcher saw
+    if high < 0 or position < 0:
         return not part.at_end
     return bool(high > position)

@@ -435,6 +435,8 @@ class Runner:
             self.flow.in_flight,
         )
         parts = list(self.parts.values())
+        if self.priority is not None:
+            self.priority.close()
         try:
             if parts and self._error is None:
                 consumer.pause([TopicPartition(p.topic, p.partition) for p in parts])
