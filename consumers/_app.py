@@ -98,6 +98,7 @@ class Worker:
         *,
         weights: Iterable[float] | None = None,
         quantum: int = 500,
+        low_in_flight: int | None = None,
     ) -> Priorities:
         """Consume ``topic`` as ``levels`` priority levels, ``<topic>.p0`` (highest) and on.
 
@@ -105,6 +106,7 @@ class Worker:
         weighted fair scheduling (README "Priorities"): while several levels have records
         queued, level L gets ``weights[L] / sum(weights)`` of the records (default weights:
         each level twice the next, ``p0`` highest), and the waiting levels are paused.
+        ``quantum`` and ``low_in_flight`` are described in :class:`Priorities`.
 
         Raises:
             ConfigError: ``topic`` is not one of the worker's topics, it already has
@@ -114,7 +116,9 @@ class Worker:
             raise ConfigError(f"priorities of {topic}: not one of the worker's topics")
         if topic in self.priorities:
             raise ConfigError(f"priorities of {topic} are already set")
-        spec = Priorities(topic, levels, None if weights is None else tuple(weights), quantum)
+        spec = Priorities(
+            topic, levels, None if weights is None else tuple(weights), quantum, low_in_flight
+        )
         self.priorities[topic] = spec
         return spec
 

@@ -82,12 +82,17 @@ class Priorities:
             While several levels have records queued, each gets its weight's share.
         quantum: records a level of weight 1 takes in one turn before another queued level
             may take over (a turn is ``quantum * weight`` records; a higher level preempts).
+        low_in_flight: records of the levels below ``p0`` dispatched and not finished; at this
+            many those levels pause, and they resume at half of it. A high-priority record
+            waits for the lower ones already dispatched, so this bounds that wait (default
+            ``max(200, 8 * concurrency)``; ``WorkerOptions.max_in_flight`` still applies).
     """
 
     topic: str
     levels: int
     weights: tuple[float, ...] | None = None
     quantum: int = 500
+    low_in_flight: int | None = None
 
     def __post_init__(self) -> None:
         topics = priority_topics(self.topic, self.levels)  # validates levels
@@ -103,6 +108,8 @@ class Priorities:
                 raise ConfigError(f"priorities of {self.topic}: weights must be > 0, got {weight}")
         if self.quantum < 1:
             raise ConfigError(f"priorities of {self.topic}: quantum must be >= 1")
+        if self.low_in_flight is not None and self.low_in_flight < 1:
+            raise ConfigError(f"priorities of {self.topic}: low_in_flight must be >= 1")
         object.__setattr__(self, "weights", tuple(float(w) for w in weights))
         object.__setattr__(self, "_topics", topics)
 
@@ -173,8 +180,10 @@ class Stride:
 class _Levels:
     """One topic with priorities: its scheduler and the last consumed position a partition."""
 
-    def __init__(self, spec: Priorities) -> None:
+    def __init__(self, spec: Priorities, low_in_flight: int) -> None:
         self.spec = spec
+        self.low_in_flight = spec.low_in_flight or low_in_flight
+        self.capped = False  # the levels below p0 are at their in-flight limit
         self.stride = Stride(spec.weights or (), spec.quantum)
         self.positions: dict[TP, int] = {}
         self.ends: dict[TP, int] = {}  # end-of-partition offsets, until a record is consumed
@@ -222,16 +231,19 @@ class PriorityScheduler:
     Args:
         specs: the topics with priorities.
         pauses: the worker's pause reasons (applied by the poll loop after :meth:`tick`).
+        concurrency: the worker's, for the default ``low_in_flight``.
     """
 
-    def __init__(self, specs: Iterable[Priorities], pauses: PauseSet) -> None:
+    def __init__(
+        self, specs: Iterable[Priorities], pauses: PauseSet, concurrency: int = 16
+    ) -> None:
         self._pauses = pauses
         self._watcher: _Watcher | None = None
         self._watched: frozenset[TP] = frozenset()
         self._levels: dict[str, tuple[_Levels, int]] = {}
         self.topics: list[_Levels] = []
         for spec in specs:
-            levels = _Levels(spec)
+            levels = _Levels(spec, max(200, 8 * concurrency))
             self.topics.append(levels)
             for level, name in enumerate(spec.topics):
                 self._levels[name] = (levels, level)
@@ -257,8 +269,11 @@ class PriorityScheduler:
             return
         queued: dict[int, set[int]] = {}
         consumed: dict[int, dict[int, int]] = {}
+        low_in_flight: dict[int, int] = {}
         for tp, (levels, level) in mine:
             key = id(levels)
+            if level:
+                low_in_flight[key] = low_in_flight.get(key, 0) + parts[tp].in_flight
             position = positions.get(tp, OFFSET_INVALID)
             if position < 0:  # nothing consumed since the assignment: the end seen, if any
                 position = levels.ends.get(tp, OFFSET_INVALID)
@@ -275,9 +290,13 @@ class PriorityScheduler:
             key = id(levels)
             waiting = queued.get(key, set())
             serving = levels.stride.update(waiting, consumed.get(key, {}))
-            if serving is None:
-                continue
-            held = {levels.spec.topics[level] for level in waiting if level != serving}
+            held = set()
+            if serving is not None:
+                held = {levels.spec.topics[level] for level in waiting if level != serving}
+            limit, dispatched = levels.low_in_flight, low_in_flight.get(key, 0)
+            levels.capped = dispatched >= limit or (levels.capped and dispatched > limit // 2)
+            if levels.capped:
+                held.update(levels.spec.topics[1:])
             hold.extend(tp for tp, _ in mine if tp[0] in held)
         self._pauses.release(PRIORITY)
         if hold:

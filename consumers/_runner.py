@@ -136,7 +136,9 @@ class Runner:
             self.execution = Execution(executor, events)
         self.consumer = self.transport.consumer(self._consumer_config())
         if worker.priorities:
-            self.priority = PriorityScheduler(worker.priorities.values(), self.flow.pauses)
+            self.priority = PriorityScheduler(
+                worker.priorities.values(), self.flow.pauses, options.concurrency
+            )
         self.transactional = TransactionalLoop(self) if options.exactly_once else None
         self.committer = Committer(self.consumer, self.metrics)
         self.committer.lookup = self.parts.get

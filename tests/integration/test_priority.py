@@ -109,6 +109,8 @@ def test_high_priority_overtakes_a_low_priority_backlog(
         low_when_high_done = seen.count(1)
         wait_until(lambda: seen.count(1) >= low_total, timeout=120)
     high_p99 = _p99(seen.waits[0])
+    waits = sorted(seen.waits[0])
+    print([round(waits[int(len(waits) * q)], 3) for q in (0, 0.25, 0.5, 0.75, 0.9, 0.95)])
     print(f"high p99 wait {high_p99:.3f}s; low handled when high was done {low_when_high_done}")
     # The backlog was really there while high records came in ...
     assert low_when_high_done < low_total - 2000

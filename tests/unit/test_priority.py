@@ -115,6 +115,7 @@ class _Consumer:
 class _Part:
     def __init__(self) -> None:
         self.at_end = False
+        self.in_flight = 0
 
 
 def test_scheduler_holds_the_waiting_level_through_the_pause_set() -> None:
@@ -135,6 +136,29 @@ def test_scheduler_holds_the_waiting_level_through_the_pause_set() -> None:
     assert not pauses.holds(PRIORITY)
     assert scheduler.level_of("o.p1") == ("o", 1)
     assert scheduler.level_of("other") is None
+
+
+def test_lower_levels_pause_at_their_in_flight_limit_and_resume_at_half() -> None:
+    pauses = PauseSet()
+    scheduler = PriorityScheduler([Priorities("o", 3, low_in_flight=100)], pauses)
+    parts = {("o.p0", 0): _Part(), ("o.p1", 0): _Part(), ("o.p2", 0): _Part()}
+    consumer = _Consumer({("o.p0", 0): 0, ("o.p1", 0): 0, ("o.p2", 0): 5000})
+    consumer.positions = {("o.p2", 0): 10}
+    scheduler.at_end(("o.p0", 0), 0)
+    scheduler.at_end(("o.p1", 0), 0)
+    parts[("o.p2", 0)].in_flight = 99
+    scheduler.tick(consumer, parts)  # type: ignore[arg-type]
+    assert not pauses.holds(PRIORITY)
+    parts[("o.p2", 0)].in_flight = 60
+    parts[("o.p1", 0)].in_flight = 40  # p1 and p2 together: 100 dispatched
+    scheduler.tick(consumer, parts)  # type: ignore[arg-type]
+    assert pauses.wanted(parts) == {("o.p1", 0), ("o.p2", 0)}  # p0 is never held for it
+    parts[("o.p1", 0)].in_flight = 0  # 60 left: still above half
+    scheduler.tick(consumer, parts)  # type: ignore[arg-type]
+    assert pauses.wanted(parts) == {("o.p1", 0), ("o.p2", 0)}
+    parts[("o.p2", 0)].in_flight = 50
+    scheduler.tick(consumer, parts)  # type: ignore[arg-type]
+    assert not pauses.holds(PRIORITY)
 
 
 def test_unknown_position_counts_as_queued_until_the_partition_end() -> None:
