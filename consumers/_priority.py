@@ -203,7 +203,8 @@ class _Watcher:
         self.watch: list[TP] = []  # replaced, never mutated, by the poll thread
         self.highs: dict[TP, int] = {}
         self._stop = threading.Event()
-        threading.Thread(target=self._run, name="worker-priority", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="worker-priority", daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         consumer = self._consumer
@@ -221,8 +222,9 @@ class _Watcher:
                 self.highs[tp] = high
 
     def stop(self) -> None:
-        """Stop asking (the thread ends within one interval)."""
+        """Stop asking and wait for a request in progress (before the consumer closes)."""
         self._stop.set()
+        self._thread.join(timeout=2.0)
 
 
 class PriorityScheduler:
