@@ -60,6 +60,10 @@ records and 1 MB a partition prefetched, a second of fetch backoff once a queue 
 new high-priority record was fetched 0.5 to 2.5 s late behind a low-priority backlog; with
 these, within about 0.1 s. A small prefetch also makes a switch between levels cheap."""
 
+LOW_IN_FLIGHT = 1000
+"""The least default ``low_in_flight``: two consume batches, so a worker whose cheap handlers
+moved to the threads does not pause and refetch its lowest level after every batch."""
+
 WATCH_INTERVAL_S = 0.02
 """How often the watermark watcher asks the broker for the end offsets of the higher levels."""
 
@@ -85,7 +89,7 @@ class Priorities:
         low_in_flight: records of the levels below ``p0`` dispatched and not finished; at this
             many those levels pause, and they resume at half of it. A high-priority record
             waits for the lower ones already dispatched, so this bounds that wait (default
-            ``max(200, 8 * concurrency)``; ``WorkerOptions.max_in_flight`` still applies).
+            ``max(1000, 8 * concurrency)``; ``WorkerOptions.max_in_flight`` still applies).
     """
 
     topic: str
@@ -245,7 +249,7 @@ class PriorityScheduler:
         self._levels: dict[str, tuple[_Levels, int]] = {}
         self.topics: list[_Levels] = []
         for spec in specs:
-            levels = _Levels(spec, max(200, 8 * concurrency))
+            levels = _Levels(spec, max(LOW_IN_FLIGHT, 8 * concurrency))
             self.topics.append(levels)
             for level, name in enumerate(spec.topics):
                 self._levels[name] = (levels, level)
