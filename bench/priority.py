@@ -136,11 +136,16 @@ def high_wait(
     _fill(settings, codec, low_topic, low, keys=1000)
     marks = _Marks()
     worker = _worker(settings, base, levels, marks, sleep_s=0.001, concurrency=8, **opts)
+    value = codec.encode(make_events(1)[0])
+    _create(settings, f"{base}.warmup", 1)
+    producer = EventProducer(settings, codec=codec, registry=CollectorRegistry())
+    warm = producer.send_bytes(f"{base}.warmup", value)  # connected, producer id assigned:
+    assert warm is not None  # the waits measure the worker, not the producer's start
+    warm.result(30)
     thread = _run(worker)
     try:
         _until(lambda: marks.low >= 2000, 120, "the backlog to start")
-        value = codec.encode(make_events(1)[0])
-        with EventProducer(settings, codec=codec, registry=CollectorRegistry()) as producer:
+        with producer:
             for i in range(high):
                 producer.send_bytes(high_topic, value, key=f"h{i}")
                 if i % 20 == 19:
