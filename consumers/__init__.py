@@ -5,6 +5,7 @@ from ._context import Context, RawRecord
 from ._dedup import Dedup
 from ._options import WorkerOptions
 from ._policy import Backoff, RetryPolicy, exponential
+from ._priority import Priorities, default_weights
 from ._signals import ControlSignal, DeadLetter, RetryLater, Skip
 from ._spec import HandlerSpec
 from ._topics import ensure_worker_topics, worker_topic_specs
@@ -16,12 +17,14 @@ __all__ = [
     "DeadLetter",
     "Dedup",
     "HandlerSpec",
+    "Priorities",
     "RawRecord",
     "RetryLater",
     "RetryPolicy",
     "Skip",
     "Worker",
     "WorkerOptions",
+    "default_weights",
     "ensure_worker_topics",
     "exponential",
     "worker_topic_specs",

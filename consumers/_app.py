@@ -16,6 +16,7 @@ from pipeline._settings import Settings
 from pipeline.avro._events import Event
 
 from ._options import WorkerOptions
+from ._priority import Priorities
 from ._runner import Runner
 from ._spec import HandlerSpec
 
@@ -72,6 +73,7 @@ class Worker:
         self.handlers: dict[str, HandlerSpec] = {}
         self.tombstone_handlers: dict[str | None, HandlerSpec] = {}
         self.fallback_handler: HandlerSpec | None = None
+        self.priorities: dict[str, Priorities] = {}
         self._runner: Runner | None = None
         self._stop = threading.Event()
 
@@ -88,6 +90,37 @@ class Worker:
     def configure(self, **overrides: Any) -> None:
         """Replace some options (used by the CLI for ``--concurrency`` and friends)."""
         self.options = dataclasses.replace(self.options, **overrides)
+
+    def priority(
+        self,
+        topic: str,
+        levels: int,
+        *,
+        weights: Iterable[float] | None = None,
+        quantum: int = 500,
+        low_in_flight: int | None = None,
+    ) -> Priorities:
+        """Consume ``topic`` as ``levels`` priority levels, ``<topic>.p0`` (highest) and on.
+
+        The worker subscribes to every level topic instead of ``topic`` and serves them by
+        weighted fair scheduling (README "Priorities"): while several levels have records
+        queued, level L gets ``weights[L] / sum(weights)`` of the records (default weights:
+        each level twice the next, ``p0`` highest), and the waiting levels are paused.
+        ``quantum`` and ``low_in_flight`` are described in :class:`Priorities`.
+
+        Raises:
+            ConfigError: ``topic`` is not one of the worker's topics, it already has
+                priorities, or ``levels`` / ``weights`` / ``quantum`` are invalid.
+        """
+        if topic not in self.topics:
+            raise ConfigError(f"priorities of {topic}: not one of the worker's topics")
+        if topic in self.priorities:
+            raise ConfigError(f"priorities of {topic} are already set")
+        spec = Priorities(
+            topic, levels, None if weights is None else tuple(weights), quantum, low_in_flight
+        )
+        self.priorities[topic] = spec
+        return spec
 
     # -- registration -------------------------------------------------------------------------
 
@@ -141,6 +174,8 @@ class Worker:
         """
         if not self.handlers and self.fallback_handler is None:
             raise ConfigError(f"worker {self.group} has no handlers")
+        if self.priorities and self.options.exactly_once:
+            raise ConfigError("priorities are not supported in exactly-once mode")
         runner = Runner(self, self._stop)
         self._runner = runner
         runner.run()

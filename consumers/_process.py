@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from pipeline._errors import DecodeError
 from pipeline._headers import CE_ID, EXPIRES_AT, ORIGINAL_TOPIC, Headers, get_header
+from pipeline._names import priority_level
 from pipeline.avro._codec import Codec
 
 from ._context import Context, RawRecord, record_context
@@ -171,7 +172,9 @@ class Processor:
             origin = get_header(work.headers, ORIGINAL_TOPIC)
             topic = origin.decode() if origin else topic
         tombstones = self._worker.tombstone_handlers
-        spec = tombstones.get(topic) or tombstones.get(None)
+        level = priority_level(topic)  # a level topic's tombstones go to its base topic's handler
+        base = topic if level is None else level[0]
+        spec = tombstones.get(topic) or tombstones.get(base) or tombstones.get(None)
         if spec is None:
             self._metrics.outcome(work.part.topic, "tombstone", "skipped")
             self._finish(work, False)

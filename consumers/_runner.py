@@ -24,6 +24,7 @@ from ._flow import FlowControl
 from ._keyed import KeyedExecutor
 from ._metrics import WorkerMetrics
 from ._offsets import PartitionState
+from ._priority import PREFETCH, PriorityScheduler, subscription
 from ._process import Processor
 from ._spec import WorkerSpec
 from ._transport import KafkaTransport, Transport
@@ -61,6 +62,7 @@ class Runner:
         self.consumer: Any = None
         self.transactional: TransactionalLoop | None = None
         self.broadcast = Broadcast(worker.group, self.options) if self.options.broadcast else None
+        self.priority: PriorityScheduler | None = None
 
     # -- health -------------------------------------------------------------------------------
 
@@ -137,6 +139,10 @@ class Runner:
         else:
             self.execution = Execution(executor, events)
         self.consumer = self.transport.consumer(self._consumer_config())
+        if worker.priorities:
+            self.priority = PriorityScheduler(
+                worker.priorities.values(), self.flow.pauses, options.concurrency
+            )
         self.transactional = TransactionalLoop(self) if options.exactly_once else None
         self.committer = Committer(self.consumer, self.metrics)
         self.committer.lookup = self.parts.get
@@ -157,15 +163,19 @@ class Runner:
         if self.broadcast is not None:
             group = self.broadcast.group_id
             extra["auto.offset.reset"] = "latest"
+        if self.worker.priorities:
+            extra.update(PREFETCH)
         extra.update(options.consumer_config)
         return self._settings.consumer_config(group, **extra)
 
     def _subscribe(self) -> None:
         worker = self.worker
+        topics = subscription(worker.topics, worker.priorities)
         if self.broadcast is not None:  # no group: every partition, no retry topic
-            self.broadcast.assign(self.consumer, list(worker.topics), self._on_assign)
+            self.broadcast.assign(self.consumer, topics, self._on_assign)
             return
-        topics = [worker.pattern] if worker.pattern else list(worker.topics)
+        if worker.pattern:
+            topics = [worker.pattern]
         topics.append(worker.retry_topic)
         self.consumer.subscribe(
             topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -244,6 +254,8 @@ class Runner:
                 self.idle()
         self.drain()
         self.writer.resend_due()
+        if self.priority is not None:  # which priority levels wait (applied just below)
+            self.priority.tick(self.consumer, self.parts)
         flow.backpressure(now, self.consumer, self.parts)
         self.committer.maybe_commit(self.parts.values(), options)
 
@@ -331,6 +343,8 @@ class Runner:
             part = self.parts.get((msg.topic(), msg.partition()))  # type: ignore[arg-type]
             if part is not None:
                 part.at_end = True
+                if self.priority is not None:
+                    self.priority.at_end((part.topic, part.partition), msg.offset() or 0)
         elif err.fatal() or err.code() == KafkaError._FATAL:
             self._fail(KafkaOperationError(f"fatal consumer error: {err.str()}"))
         elif err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
@@ -415,6 +429,8 @@ class Runner:
             self.parts.pop((part.topic, part.partition), None)
             self.processor.dedup.pop(part, None)
         self.flow.pauses.forget((p.topic, p.partition) for p in parts)
+        if self.priority is not None:
+            self.priority.forget((p.topic, p.partition) for p in parts)
         gone = set(map(id, parts))
         for job in self.writer.abandon(lambda j: id(j.work.part) not in gone):
             self._finish(job.work, True)
@@ -432,6 +448,8 @@ class Runner:
             self.flow.in_flight,
         )
         parts = list(self.parts.values())
+        if self.priority is not None:
+            self.priority.close()
         try:
             if parts and self._error is None:
                 consumer.pause([TopicPartition(p.topic, p.partition) for p in parts])

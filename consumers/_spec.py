@@ -17,6 +17,7 @@ from pipeline._settings import Settings
 from pipeline.avro._events import Event
 
 from ._options import WorkerOptions
+from ._priority import Priorities
 
 __all__ = ["HandlerSpec", "WorkerSpec"]
 
@@ -49,6 +50,7 @@ class WorkerSpec(Protocol):
     handlers: dict[str, HandlerSpec]
     tombstone_handlers: dict[str | None, HandlerSpec]
     fallback_handler: HandlerSpec | None
+    priorities: dict[str, Priorities]
 
     @property
     def retry_topic(self) -> str:

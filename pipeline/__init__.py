@@ -45,7 +45,14 @@ from ._errors import (
 )
 from ._guarantee import DeliveryGuarantee, parse_guarantee
 from ._settings import ClientKind, Settings, load_settings, redact_config
-from ._topics import Drift, TopicReport, TopicSpec, ensure_topics, load_topic_specs
+from ._topics import (
+    Drift,
+    TopicReport,
+    TopicSpec,
+    ensure_topics,
+    load_topic_specs,
+    priority_levels,
+)
 from ._version import __version__
 from .avro._catalog import Catalog, CompatibilityMode, SchemaVersion
 from .avro._codec import Codec
@@ -110,5 +117,6 @@ __all__ = [
     "load_settings",
     "load_topic_specs",
     "parse_guarantee",
+    "priority_levels",
     "redact_config",
 ]

@@ -10,6 +10,14 @@ A spec file is TOML, one table per topic, with optional defaults::
     partitions = 12
     configs = { "retention.ms" = "604800000", "min.insync.replicas" = "2" }
 
+    [topics.payments]
+    priorities = 3                   # payments.p0 (highest), payments.p1, payments.p2
+
+A topic with ``priorities = N`` stands for its N level topics ``<name>.p0`` .. ``<name>.p<N-1>``
+(the naming rule of ``pipeline._names``), each with the spec's partitions and configs; the base
+topic itself is not created (no record is ever written to it: a producer that knows the levels
+sends ``priority=None`` to the lowest one).
+
 Nothing is ever deleted or shrunk: a topic whose partition count or configs differ from its spec
 is reported as drift, and the operator decides.
 """
@@ -30,21 +38,34 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from ._admin import cluster_metadata, kafka_error, resolve
 from ._errors import ConfigError, PipelineError, TopicError
+from ._names import priority_topics
 from ._settings import Settings
 
-__all__ = ["Drift", "TopicReport", "TopicSpec", "ensure_topics", "load_topic_specs"]
+__all__ = [
+    "Drift",
+    "TopicReport",
+    "TopicSpec",
+    "ensure_topics",
+    "load_topic_specs",
+    "priority_levels",
+]
 
 _NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """What a topic should look like: name, partitions, replication factor and configs."""
+    """What a topic should look like: name, partitions, replication factor and configs.
+
+    ``priorities=N`` (1 to 10) makes it N priority level topics ``<name>.p0`` .. (see
+    :meth:`kafka_topics`); 0, the default, is one plain topic.
+    """
 
     name: str
     partitions: int = 1
     replication_factor: int = -1
     configs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    priorities: int = 0
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name) or self.name in (".", ".."):
@@ -57,6 +78,29 @@ class TopicSpec:
             )
         frozen = MappingProxyType({str(k): str(v) for k, v in self.configs.items()})
         object.__setattr__(self, "configs", frozen)
+        if isinstance(self.priorities, bool) or not isinstance(self.priorities, int):
+            raise ConfigError(f"topic {self.name}: priorities {self.priorities!r} is not an int")
+        if self.priorities:
+            try:
+                names = priority_topics(self.name, self.priorities)
+            except ConfigError as exc:
+                raise ConfigError(f"topic {self.name}: {exc} (or 0: none)") from None
+            if not _NAME.match(names[-1]):
+                raise ConfigError(f"topic {self.name}: level topic {names[-1]!r} is too long")
+
+    def kafka_topics(self) -> list[TopicSpec]:
+        """The Kafka topics this spec stands for: itself, or its priority level topics."""
+        if not self.priorities:
+            return [self]
+        return [
+            TopicSpec(name, self.partitions, self.replication_factor, self.configs)
+            for name in priority_topics(self.name, self.priorities)
+        ]
+
+
+def priority_levels(specs: Iterable[TopicSpec]) -> dict[str, int]:
+    """``{topic: levels}`` of the specs with priorities (``EventProducer(priorities=...)``)."""
+    return {s.name: s.priorities for s in specs if s.priorities}
 
 
 @dataclass(frozen=True)
@@ -109,7 +153,7 @@ def load_topic_specs(path: str | Path) -> list[TopicSpec]:
 
 
 def _spec(path: Path, name: str, body: dict[str, Any]) -> TopicSpec:
-    allowed = {"partitions", "replication_factor", "configs"}
+    allowed = {"partitions", "replication_factor", "configs", "priorities"}
     extra = set(body) - allowed
     if extra:
         raise ConfigError(f"{path}: topic {name}: unknown key(s) {sorted(extra)}")
@@ -119,6 +163,7 @@ def _spec(path: Path, name: str, body: dict[str, Any]) -> TopicSpec:
             partitions=int(body.get("partitions", 1)),
             replication_factor=int(body.get("replication_factor", -1)),
             configs=dict(body.get("configs", {})),
+            priorities=int(body.get("priorities", 0)),
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
@@ -138,7 +183,7 @@ def ensure_topics(
 
     Args:
         settings: connection settings.
-        specs: the wanted topics.
+        specs: the wanted topics (a spec with priorities: its level topics).
         dry_run: validate creations on the broker without creating anything.
         timeout: seconds for each admin request.
         admin: an existing admin client to reuse.
@@ -148,7 +193,7 @@ def ensure_topics(
         TopicError: a topic could not be created (the message names it and says why).
     """
     admin = admin or AdminClient(settings.admin_config())
-    specs = list(specs)
+    specs = [topic for spec in specs for topic in spec.kafka_topics()]
     live = cluster_metadata(admin, settings, timeout).topics
     report = TopicReport(dry_run=dry_run)
     missing = [s for s in specs if s.name not in live]

@@ -92,6 +92,7 @@ class AsyncEventProducer:
         headers: HeaderInput = None,
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
+        priority: int | None = None,
         guarantee: Literal[DeliveryGuarantee.QUORUM],
         required_acks: int | None = None,
         timeout: float = 30.0,
@@ -106,6 +107,7 @@ class AsyncEventProducer:
         headers: HeaderInput = None,
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
+        priority: int | None = None,
         guarantee: DeliveryGuarantee | str | None = None,
         required_acks: int | None = None,
         timeout: float = 30.0,
@@ -119,6 +121,7 @@ class AsyncEventProducer:
         headers: HeaderInput = None,
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
+        priority: int | None = None,
         guarantee: DeliveryGuarantee | str | None = None,
         required_acks: int | None = None,
         timeout: float = 30.0,
@@ -127,7 +130,8 @@ class AsyncEventProducer:
 
         ``guarantee`` as in :meth:`EventProducer.send`: ``FIRE_AND_FORGET`` returns None at
         once; ``QUORUM`` (with ``required_acks`` and ``timeout``) returns the
-        :class:`QuorumResult` or raises ``QuorumNotReached``.
+        :class:`QuorumResult` or raises ``QuorumNotReached``. ``priority`` as in
+        :meth:`EventProducer.send` (the level topic ``<topic>.p<N>``).
         """
         if guarantee is not None or required_acks is not None:
             mode = None if guarantee is None else parse_guarantee(guarantee)
@@ -140,6 +144,7 @@ class AsyncEventProducer:
                     headers=headers,
                     deliver_at=deliver_at,
                     delay=delay,
+                    priority=priority,
                     guarantee=mode,
                 )
                 return None
@@ -150,7 +155,13 @@ class AsyncEventProducer:
                 quorum = modes.quorum(event, required_acks, timeout, key=key, topic=topic)
                 return await asyncio.wrap_future(quorum)
         future = self.queue(
-            event, key=key, topic=topic, headers=headers, deliver_at=deliver_at, delay=delay
+            event,
+            key=key,
+            topic=topic,
+            headers=headers,
+            deliver_at=deliver_at,
+            delay=delay,
+            priority=priority,
         )
         return await future
 
@@ -163,11 +174,18 @@ class AsyncEventProducer:
         headers: HeaderInput = None,
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
+        priority: int | None = None,
     ) -> asyncio.Future[DeliveryResult]:
-        """Queue an event now and return an awaitable of its delivery result."""
+        """Queue an event now and return an awaitable of its delivery result.
+
+        Raises:
+            ConfigError: ``priority`` is not a level of the topic (nothing was queued).
+        """
         future: asyncio.Future[DeliveryResult] = self._bind_loop().create_future()
         report = _Report(future, self._done, self.producer.metrics)
-        self.producer.send_with_report(event, report, key, topic, headers, deliver_at, delay)
+        self.producer.send_with_report(
+            event, report, key, topic, headers, deliver_at, delay, priority
+        )
         return future
 
     async def request(

@@ -35,6 +35,7 @@ class ModeSends:
         deliver_at: datetime | None,
         delay: timedelta | None,
         on_delivery: DeliveryCallback | None,
+        priority: int | None = None,
     ) -> DeliveryFuture | None:
         raise NotImplementedError
 
@@ -46,6 +47,7 @@ class ModeSends:
         headers: HeaderInput,
         deliver_at: datetime | None,
         delay: timedelta | None,
+        priority: int | None = None,
     ) -> _Encoded:
         raise NotImplementedError
 
@@ -60,6 +62,7 @@ class ModeSends:
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
         on_delivery: DeliveryCallback | None = None,
+        priority: int | None = None,
         guarantee: Literal[DeliveryGuarantee.QUORUM],
         required_acks: int | None = None,
         timeout: float = 30.0,
@@ -75,6 +78,7 @@ class ModeSends:
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
         on_delivery: DeliveryCallback | None = None,
+        priority: int | None = None,
         guarantee: DeliveryGuarantee | str | None = None,
         required_acks: int | None = None,
         timeout: float = 30.0,
@@ -89,6 +93,7 @@ class ModeSends:
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
         on_delivery: DeliveryCallback | None = None,
+        priority: int | None = None,
         guarantee: DeliveryGuarantee | str | None = None,
         required_acks: int | None = None,
         timeout: float = 30.0,
@@ -104,6 +109,8 @@ class ModeSends:
             delay: deliver through the scheduler after this delay.
             on_delivery: called with ``(result, None)`` or ``(None, error)`` instead of
                 returning a future (cheaper when sending many records).
+            priority: send to the priority level topic ``<topic>.p<priority>`` (0 highest);
+                None: the lowest level of a topic in ``priorities``, else ``topic`` itself.
             guarantee: ``FIRE_AND_FORGET`` (no future, drops counted in
                 ``pipeline_producer_records_dropped_total``), ``AT_LEAST_ONCE`` (the default)
                 or ``QUORUM`` (with ``required_acks``); README "Delivery modes".
@@ -122,20 +129,24 @@ class ModeSends:
             QueueFullError: the local queue stayed full for ``max_block`` seconds.
             FatalProducerError: the producer hit a fatal error; later sends use a new client.
             ConfigError: a guarantee that is not chosen per send, or ``required_acks``
-                without ``QUORUM``.
+                without ``QUORUM``; no topic, or ``priority`` is not a level of it.
         """
         if guarantee is not None or required_acks is not None:
             mode = None if guarantee is None else parse_guarantee(guarantee)
             check_guarantee(mode, required_acks)
             if mode is DeliveryGuarantee.FIRE_AND_FORGET:
-                self._fire_and_forget(event, key, topic, headers, deliver_at, delay)
+                self._fire_and_forget(event, key, topic, headers, deliver_at, delay, priority)
                 return None
             if mode is DeliveryGuarantee.QUORUM:
                 if deliver_at is not None or delay is not None or on_delivery is not None:
                     raise ConfigError("a QUORUM send takes no deliver_at, delay or on_delivery")
+                if priority is not None:
+                    raise ConfigError("a QUORUM send takes no priority: pass the level topic")
                 assert required_acks is not None
                 return self.modes.quorum(event, required_acks, timeout, key=key, topic=topic)
-        return self._send_default(event, key, topic, headers, deliver_at, delay, on_delivery)
+        return self._send_default(
+            event, key, topic, headers, deliver_at, delay, on_delivery, priority
+        )
 
     def request(
         self,
@@ -182,8 +193,9 @@ class ModeSends:
         headers: HeaderInput,
         deliver_at: datetime | None,
         delay: timedelta | None,
+        priority: int | None = None,
     ) -> None:
         target, value, key_bytes, record_headers = self._encode(
-            event, key, topic, headers, deliver_at, delay
+            event, key, topic, headers, deliver_at, delay, priority
         )
         self.modes.fire_and_forget.send(target, value, key_bytes, record_headers)

@@ -38,6 +38,7 @@ from ._modes import DeliveryModes
 from ._outbox import Outbox
 from ._outbox_metrics import OutboxMetrics
 from ._outbox_records import OutboxConfig
+from ._priority import check_levels, priority_target
 from ._sending import Key
 
 __all__ = ["EventProducer"]
@@ -91,6 +92,8 @@ class EventProducer(ModeSends):
             ``settings.producer_outbox`` (``PIPELINE_PRODUCER_OUTBOX``), unset: no outbox.
             Records Kafka can't take are stored there and sent back later (README "The
             producer outbox"); their futures resolve with ``DeliveryStatus.STORED``.
+        priorities: priority levels of topics (``{"orders": 3}``): ``send(priority=None)``
+            to such a topic goes to its lowest level, and ``priority`` must be below the count.
 
     Raises:
         ConfigError: an outbox with ``transactional_id`` (stored records can't join a
@@ -110,8 +113,10 @@ class EventProducer(ModeSends):
         registry: CollectorRegistry | None = None,
         scheduler_topic: str = SCHEDULER_TOPIC,
         outbox: str | os.PathLike[str] | OutboxConfig | None = None,
+        priorities: Mapping[str, int] | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        self.priorities = check_levels(priorities)
         self._codec = codec
         self._source = (source or self.settings.client_id).encode()
         self._max_block = max_block
@@ -162,15 +167,16 @@ class EventProducer(ModeSends):
         deliver_at: datetime | None,
         delay: timedelta | None,
         on_delivery: DeliveryCallback | None,
+        priority: int | None = None,
     ) -> DeliveryFuture | None:
         """:meth:`send` at least once (the default guarantee); see :meth:`send`."""
         if on_delivery is None:
             future = DeliveryFuture(self.metrics)
-            self.send_with_report(event, future.report, key, topic, headers, deliver_at, delay)
-            return future
-        report = self._user_report(on_delivery)
-        self.send_with_report(event, report, key, topic, headers, deliver_at, delay)
-        return None
+            report: Any = future.report
+        else:
+            report = self._user_report(on_delivery)
+        self.send_with_report(event, report, key, topic, headers, deliver_at, delay, priority)
+        return future if on_delivery is None else None
 
     def send_with_report(
         self,
@@ -181,6 +187,7 @@ class EventProducer(ModeSends):
         headers: HeaderInput = None,
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
+        priority: int | None = None,
     ) -> None:
         """:meth:`send` with a librdkafka-style ``report(err, msg)`` delivery callback.
 
@@ -188,7 +195,7 @@ class EventProducer(ModeSends):
         the poll thread and must count the outcome in :attr:`metrics` itself.
         """
         target, value, key_bytes, record_headers = self._encode(
-            event, key, topic, headers, deliver_at, delay
+            event, key, topic, headers, deliver_at, delay, priority
         )
         self._produce(self._holder, target, value, key_bytes, record_headers, report)
 
@@ -387,6 +394,7 @@ class EventProducer(ModeSends):
         headers: HeaderInput,
         deliver_at: datetime | None,
         delay: timedelta | None,
+        priority: int | None = None,
     ) -> tuple[str, bytes, bytes | None, list[tuple[str, bytes | None]]]:
         """Validate and encode ``event``: its topic, value, key and headers (nothing is queued)."""
         cls = type(event)
@@ -397,6 +405,8 @@ class EventProducer(ModeSends):
             raise ConfigError(
                 f"no topic for {cls.__name__}: pass topic= or set `topic` on the class"
             )
+        if priority is not None or self.priorities:
+            target = priority_target(target, priority, self.priorities)
         value = self.codec.encode(event, topic=target)
         record_headers = cloudevent_headers(self._source, self._ce_type(cls))
         if headers:

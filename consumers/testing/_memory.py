@@ -215,6 +215,20 @@ class MemoryConsumer:
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition(t, p) for t, p in self._positions]
 
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The next offset to consume of each partition (-1001 when not assigned)."""
+        positions = self._positions
+        return [
+            TopicPartition(tp.topic, tp.partition, positions.get((tp.topic, tp.partition), -1001))
+            for tp in partitions
+        ]
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float | None = None, cached: bool = False
+    ) -> tuple[int, int]:
+        """``(0, end offset)`` of a partition (nothing is ever deleted here)."""
+        return 0, len(self._broker.topics[partition.topic][partition.partition])
+
     def pause(self, partitions: list[TopicPartition]) -> None:
         self._paused.update((tp.topic, tp.partition) for tp in partitions)
 

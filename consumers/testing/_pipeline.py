@@ -11,6 +11,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry
 
 from consumers._app import Worker
+from consumers._priority import subscription
 from consumers._runner import Runner
 from pipeline._errors import (
     ConfigError,
@@ -135,7 +136,7 @@ class TestPipeline:
         self._scheduler = MemoryScheduler(self.broker, app.options.scheduler_topic)
         transport = MemoryTransport(self.broker, self._scheduler, self.clock)
         self._max_rounds = max_rounds
-        for topic in [*app.topics, app.retry_topic, app.dlq_topic]:
+        for topic in [*subscription(app.topics, app.priorities), app.retry_topic, app.dlq_topic]:
             self.broker.create(topic)
         self._runner = Runner(app, ClockEvent(self.clock), transport)
         self._runner.start()
@@ -147,6 +148,7 @@ class TestPipeline:
             codec=self.codec,
             registry=CollectorRegistry(),
             scheduler_topic=app.options.scheduler_topic,
+            priorities={t: spec.levels for t, spec in app.priorities.items()},
         )
 
     # -- input --------------------------------------------------------------------------------
@@ -160,15 +162,23 @@ class TestPipeline:
         headers: dict[str, str | bytes] | None = None,
         delay: timedelta | float | None = None,
         deliver_at: datetime | None = None,
+        priority: int | None = None,
     ) -> DeliveryResult:
         """Send ``event`` as ``EventProducer.send`` would (``delay`` in seconds or a timedelta).
 
+        ``priority`` picks a level of a topic the app gave priorities (None: its lowest).
         Nothing runs until :meth:`run_until_idle` or :meth:`advance`.
         """
         if isinstance(delay, int | float):
             delay = timedelta(seconds=delay)
         future = self.producer.send(
-            event, key=key, topic=topic, headers=headers, delay=delay, deliver_at=deliver_at
+            event,
+            key=key,
+            topic=topic,
+            headers=headers,
+            delay=delay,
+            deliver_at=deliver_at,
+            priority=priority,
         )
         assert future is not None
         return future.result()
