@@ -350,7 +350,8 @@ def test_in_flight_comes_from_the_workers_metrics(
     args = ["--bootstrap-servers", bootstrap_servers, "stats", "-g", group, "--json"]
     url = f"http://127.0.0.1:{server.port}"
     try:
-        with running(worker):
+        with running(worker) as state:
+            wait_ready(state, timeout=60)
             with EventProducer(settings_for(bootstrap_servers)) as producer:
                 for i in range(3):  # three keys: three records in flight at once
                     producer.send(reminder(f"h{i}", i), key=f"h{i}", topic=topic)
