@@ -51,6 +51,7 @@ from tests.integration.test_worker_support import (
     reminder,
     running,
     settings_for,
+    wait_ready,
 )
 
 pytestmark = pytest.mark.kafka
@@ -147,7 +148,8 @@ def test_stats_counts_completed_retried_dead_expired_and_redriven(
         "pending": 0, "retrying": 0, "dead": DEAD + FATAL, "expired": EXPIRED,
         "completed": OK + RETRIED, "retried": RETRIED, "redriven": 0,
     }  # fmt: skip
-    with running(make_worker(bootstrap_servers, topic, group, scheduler)):
+    with running(make_worker(bootstrap_servers, topic, group, scheduler)) as state:
+        wait_ready(state, timeout=60)  # the group exists before `stats -g` asks for it
         found = wait_until(
             lambda: (s := stats(bootstrap_servers, group, scheduler)) and counts(s) == done and s,
             timeout=60,
@@ -176,7 +178,8 @@ def test_stats_counts_completed_retried_dead_expired_and_redriven(
         **waiting, "retrying": 0, "dead": FATAL + DEAD - FIXED,
         "completed": OK + RETRIED + FIXED,
     }  # fmt: skip
-    with running(make_worker(bootstrap_servers, topic, group, scheduler)):
+    with running(make_worker(bootstrap_servers, topic, group, scheduler)) as state:
+        wait_ready(state, timeout=60)  # the group exists before `stats -g` asks for it
         found = wait_until(
             lambda: (
                 (s := stats(bootstrap_servers, group, scheduler)) and counts(s) == handled and s
@@ -347,7 +350,8 @@ def test_in_flight_comes_from_the_workers_metrics(
     args = ["--bootstrap-servers", bootstrap_servers, "stats", "-g", group, "--json"]
     url = f"http://127.0.0.1:{server.port}"
     try:
-        with running(worker):
+        with running(worker) as state:
+            wait_ready(state, timeout=60)
             with EventProducer(settings_for(bootstrap_servers)) as producer:
                 for i in range(3):  # three keys: three records in flight at once
                     producer.send(reminder(f"h{i}", i), key=f"h{i}", topic=topic)
