@@ -24,6 +24,7 @@ from ._dead_letter import (
     trace_of,
 )
 from ._dedup import DedupWindow
+from ._gates import Gates
 from ._metrics import WorkerMetrics
 from ._signals import DeadLetter, RetryLater, Skip
 from ._spec import HandlerSpec, WorkerSpec
@@ -76,6 +77,7 @@ class Processor:
         self.dedup: dict[object, DedupWindow] = {}
         self._subjects: dict[bytes, tuple[str, HandlerSpec | None]] = {}
         self.on_error: Callable[[BaseException], None] = lambda exc: None
+        self.gates: Gates | None = None  # breakers and rate limits, when the worker has any
 
     def __call__(self, work: Work) -> None:
         """Handle ``work`` on a worker thread."""
@@ -216,7 +218,9 @@ class Processor:
         thread counts it (outcome ``ok``, handler run time) in batches. ``seen``: remember
         the event id once handled.
         """
-        clock = time.perf_counter
+        clock, gates = time.perf_counter, self.gates
+        if gates is not None and not gates.admit(work, spec):
+            return  # parked by a breaker or rate limit: it runs later, still in flight
         while True:
             ctx = record_context(work, attempt, headers, self._group, self._producer)
             start = clock()
@@ -227,8 +231,12 @@ class Processor:
                 label = spec.event_type
                 self._metrics.handled(work.part.topic, label, took)
                 if isinstance(exc, (Skip, RetryLater, DeadLetter)):
+                    if gates is not None:
+                        gates.succeeded(spec)
                     self._signalled(work, exc, attempt, label)
                     return
+                if gates is not None and gates.failed(work, spec, exc):
+                    return  # the breaker holds it: not charged, it runs again later
                 if inline and self._in_place_next(exc, attempt):
                     work.resume = (spec, arg, attempt, headers, seen, exc)
                     return
@@ -238,6 +246,8 @@ class Processor:
                 return
             work.took = clock() - start
             work.label = spec.event_type
+            if gates is not None:
+                gates.succeeded(spec)
             if seen is not None:
                 seen[0].add(seen[1])
             self._finish(work, False)

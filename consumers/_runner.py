@@ -20,6 +20,8 @@ from ._dedup import DedupWindow
 from ._eos import TransactionalLoop
 from ._execution import EventLoopThread, Execution, InlineExecution, SerialExecution
 from ._flow import FlowControl
+from ._gate_metrics import GateMetrics
+from ._gates import Gates
 from ._keyed import KeyedExecutor
 from ._metrics import WorkerMetrics
 from ._offsets import PartitionState
@@ -59,6 +61,7 @@ class Runner:
         self._error: BaseException | None = None
         self.consumer: Any = None
         self.transactional: TransactionalLoop | None = None
+        self.gates: Gates | None = None
 
     # -- health -------------------------------------------------------------------------------
 
@@ -82,6 +85,7 @@ class Runner:
             "assigned_partitions": len(self.parts),
             "paused": self.flow.paused,
             "paused_partitions": len(self.flow.pauses.paused),
+            **({} if self.gates is None else self.gates.status()),
         }
 
     # -- setup --------------------------------------------------------------------------------
@@ -119,6 +123,10 @@ class Runner:
             None if events is None else events.loop,
         )
         self.processor.on_error = self._fail
+        if Gates.needed(worker):
+            metrics = GateMetrics(worker.registry, worker.group)
+            self.gates = Gates(worker, self.transport.monotonic, self._finish, metrics)
+            self.processor.gates = self.gates
         executor: KeyedExecutor[Work] = KeyedExecutor(
             self.processor, 1 if serial else options.concurrency, name=f"worker-{worker.group}"
         )
@@ -233,6 +241,8 @@ class Runner:
                 self.idle()
         self.drain()
         self.writer.resend_due()
+        if self.gates is not None:
+            self.gates.tick(self.execution.submit, self.executor.holds, flow.pauses)
         flow.backpressure(now, self.consumer, self.parts)
         self.committer.maybe_commit(self.parts.values(), options)
 
@@ -357,6 +367,8 @@ class Runner:
         # Let queued work of these partitions finish first: dropping it would leave completed
         # records above the commit position, and the next owner would handle them again.
         parts = self._owned(partitions)
+        if self.gates is not None:
+            self.gates.drop(parts)  # parked records are not committed: the next owner runs them
         self.settle(parts, self.options.revoke_timeout_s)
         self._release(partitions)
         self.settle(parts, 0.5, warn=False)  # dropped records report back at once
@@ -370,6 +382,8 @@ class Runner:
 
     def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         parts = self._release(partitions)
+        if self.gates is not None:
+            self.gates.drop(parts)
         self._forget(parts)
         self.metrics.rebalanced("lost", len(partitions))
         _LOG.warning("lost %s (not committed; they will be redelivered)", _names(partitions))
@@ -422,6 +436,8 @@ class Runner:
         )
         parts = list(self.parts.values())
         try:
+            if self.gates is not None:
+                self.gates.drop()  # parked records are not committed: redelivered later
             if parts and self._error is None:
                 consumer.pause([TopicPartition(p.topic, p.partition) for p in parts])
                 self.settle(parts, self.options.drain_timeout_s)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["EVENT_TYPE", "GROUP", "OUTCOME", "PARTITION", "REASON", "TIER", "TOPIC"]
+__all__ = [
+    "BREAKER",
+    "EVENT_TYPE",
+    "GROUP",
+    "OUTCOME",
+    "PARTITION",
+    "REASON",
+    "STATE",
+    "TIER",
+    "TOPIC",
+]
 
 GROUP = "group"
 TOPIC = "topic"
@@ -11,3 +21,5 @@ EVENT_TYPE = "event_type"
 OUTCOME = "outcome"
 REASON = "reason"
 TIER = "tier"
+BREAKER = "breaker"
+STATE = "state"
