@@ -12,12 +12,12 @@ from prometheus_client import CollectorRegistry
 
 from pipeline._errors import ConfigError
 from pipeline._names import dlq_topic, retry_topic
+from pipeline._ratelimit import RateLimit
 from pipeline._settings import Settings
 from pipeline.avro._events import Event
 
 from ._breaker import BreakerConfig
 from ._options import WorkerOptions
-from ._ratelimit import RateLimit
 from ._runner import Runner
 from ._spec import HandlerSpec
 

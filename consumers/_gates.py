@@ -23,10 +23,11 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from pipeline._ratelimit import RateLimit, TokenBucket
+
 from ._breaker import CLOSED, Breaker, BreakerConfig
 from ._gate_metrics import GateMetrics
 from ._pauses import TP, PauseSet
-from ._ratelimit import RateLimit, TokenBucket
 from ._spec import HandlerSpec, WorkerSpec
 from ._work import Work
 

@@ -13,12 +13,12 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from pipeline._ratelimit import RateLimit
 from pipeline._settings import Settings
 from pipeline.avro._events import Event
 
 from ._breaker import BreakerConfig
 from ._options import WorkerOptions
-from ._ratelimit import RateLimit
 
 __all__ = ["HandlerSpec", "WorkerSpec"]
 

@@ -25,6 +25,7 @@ from ._errors import (
     PipelineError,
     ProduceError,
     QueueFullError,
+    RateLimitExceeded,
     RecordCoordinates,
     RecordTooLargeError,
     SchemaError,
@@ -36,6 +37,7 @@ from ._errors import (
     UndeliveredRecordsError,
     UnknownSchemaError,
 )
+from ._ratelimit import RateLimit
 from ._settings import ClientKind, Settings, load_settings, redact_config
 from ._topics import Drift, TopicReport, TopicSpec, ensure_topics, load_topic_specs
 from ._version import __version__
@@ -72,6 +74,8 @@ __all__ = [
     "PipelineError",
     "ProduceError",
     "QueueFullError",
+    "RateLimit",
+    "RateLimitExceeded",
     "Record",
     "RecordCoordinates",
     "RecordTooLargeError",

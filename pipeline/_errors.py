@@ -60,6 +60,7 @@ __all__ = [
     "PipelineError",
     "ProduceError",
     "QueueFullError",
+    "RateLimitExceeded",
     "RecordCoordinates",
     "RecordTooLargeError",
     "SchemaError",
@@ -171,6 +172,10 @@ class RecordTooLargeError(ProduceError, ValueError):
 
 class QueueFullError(ProduceError):
     """The local producer queue stayed full for longer than ``max_block``."""
+
+
+class RateLimitExceeded(ProduceError):
+    """A rate-limited producer had no token for a send within ``max_block``."""
 
 
 class DeliveryError(ProduceError):

@@ -6,10 +6,10 @@ import pytest
 
 from consumers import Context, RetryPolicy, Worker, exponential
 from consumers._breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerConfig
-from consumers._ratelimit import RateLimit, TokenBucket
 from consumers.testing import TestPipeline
 from examples.orders.events import ReminderDue
 from pipeline._errors import ConfigError
+from pipeline._ratelimit import RateLimit, TokenBucket
 from tests.parity import reminder
 
 

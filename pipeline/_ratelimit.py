@@ -1,8 +1,14 @@
-"""A token bucket: records per second with a small burst (thread-safe, pure)."""
+"""A token bucket: records per second with a small burst (thread-safe).
+
+Workers enforce it by pausing partitions (``consumers._gates``), never by sleeping on the
+poll thread; a rate-limited producer waits for a token on the sending thread (``wait``).
+"""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline._errors import ConfigError
@@ -57,6 +63,24 @@ class TokenBucket:
                 self._tokens -= count
                 return True
             return False
+
+    def wait(
+        self,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> bool:
+        """Take one token, waiting up to ``timeout`` seconds for it (a caller's thread only)."""
+        now = clock()
+        deadline = now + timeout
+        while not self.take(now):
+            with self._lock:
+                missing = (1 - self._tokens) / self._rate
+            if now + missing > deadline:
+                return False
+            sleep(missing)
+            now = clock()
+        return True
 
     def available(self, now: float) -> int:
         """Whole tokens available now."""
