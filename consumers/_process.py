@@ -7,13 +7,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, cast
 
 from pipeline._errors import DecodeError
 from pipeline._headers import CE_ID, EXPIRES_AT, ORIGINAL_TOPIC, Headers, get_header
 from pipeline.avro._codec import Codec
 
+from ._batch import BatchWork, run_batch
 from ._context import Context, RawRecord, record_context
 from ._dead_letter import (
     CopyWriter,
@@ -24,6 +24,7 @@ from ._dead_letter import (
     trace_of,
 )
 from ._dedup import DedupWindow
+from ._expiry import expired
 from ._gates import Gates
 from ._metrics import WorkerMetrics
 from ._signals import DeadLetter, RetryLater, Skip
@@ -34,18 +35,6 @@ __all__ = ["Processor", "expired"]
 
 _LOG = logging.getLogger("consumers")
 Finish = Callable[[Work, bool], None]
-
-
-def expired(raw: bytes | None, now_ms: int) -> bool:
-    """Whether a ``pipeline-expires-at`` value (epoch ms or ISO-8601) has passed."""
-    if raw is None:
-        return False
-    text = raw.decode("ascii", "replace").strip()
-    try:
-        at = int(text) if text.isdigit() else int(datetime.fromisoformat(text).timestamp() * 1000)
-    except ValueError:
-        return False
-    return at <= now_ms
 
 
 class Processor:
@@ -81,10 +70,13 @@ class Processor:
 
     def __call__(self, work: Work) -> None:
         """Handle ``work`` on a worker thread."""
-        if work.part.revoked:
+        if work.part.revoked and work.__class__ is not BatchWork:
             self._finish(work, True)
             return
         try:
+            if work.__class__ is BatchWork:
+                run_batch(self, work)
+                return
             resume = work.resume
             if resume is None:
                 self._process(work, False)
@@ -100,8 +92,11 @@ class Processor:
         """Handle ``work`` on the poll thread; False when it must go on on a worker thread.
 
         That is when its first attempt failed and is to be retried in place after a backoff:
-        the poll thread never waits for one. ``work.resume`` then holds where to go on.
+        the poll thread never waits for one. ``work.resume`` then holds where to go on. A
+        batch always goes on on a worker thread.
         """
+        if work.__class__ is BatchWork:
+            return False
         try:
             self._process(work, True)
         except Exception as exc:  # a bug or a broken producer: stop the worker, lose nothing
@@ -111,7 +106,7 @@ class Processor:
             return True
         return work.resume is None
 
-    def _spec_of(self, value: bytes) -> tuple[str, HandlerSpec | None]:
+    def spec_of(self, value: bytes) -> tuple[str, HandlerSpec | None]:
         """The subject and handler of a record value (cached per schema fingerprint)."""
         prefix = value[:10]
         known = self._subjects.get(prefix)
@@ -150,7 +145,7 @@ class Processor:
                 if event_id:
                     seen = (window, event_id)
         try:
-            subject, spec = self._spec_of(value)
+            subject, spec = self.spec_of(value)
             event = None if spec is None else self._codec.decode(value, spec.model)
         except DecodeError as exc:
             self._dead_letter(work, "undecodable", str(exc), trace_of(exc), attempt)
@@ -192,7 +187,7 @@ class Processor:
         self._invoke(work, spec, raw, attempt, None, inline)
 
     def _call(self, spec: HandlerSpec, arg: Any, ctx: Context) -> None:
-        if spec.batch:  # batches of one for now: same contract, no grouping yet
+        if spec.batch:  # a record the poll thread did not batch (a retry copy's tombstone...)
             call: Any = spec.fn([arg], [ctx])
         else:
             call = spec.fn(arg, ctx)

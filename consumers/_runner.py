@@ -14,6 +14,7 @@ from pipeline._errors import ConsumeError, KafkaOperationError
 from pipeline._settings import Settings, load_settings
 from pipeline.avro._codec import Codec
 
+from ._batch import Batcher
 from ._commits import Committer
 from ._dead_letter import CopyWriter
 from ._dedup import DedupWindow
@@ -62,6 +63,7 @@ class Runner:
         self.consumer: Any = None
         self.transactional: TransactionalLoop | None = None
         self.gates: Gates | None = None
+        self.batcher: Batcher | None = None
 
     # -- health -------------------------------------------------------------------------------
 
@@ -123,6 +125,8 @@ class Runner:
             None if events is None else events.loop,
         )
         self.processor.on_error = self._fail
+        if any(s.batch for s in worker.handlers.values()):
+            self.batcher = Batcher(self.processor.spec_of, self.transport.monotonic)
         if Gates.needed(worker):
             metrics = GateMetrics(worker.registry, worker.group)
             self.gates = Gates(worker, self.transport.monotonic, self._finish, metrics)
@@ -240,6 +244,8 @@ class Runner:
             else:
                 self.idle()
         self.drain()
+        if self.batcher is not None:
+            self.submit_batches(self.batcher.due(now))
         self.writer.resend_due()
         if self.gates is not None:
             self.gates.tick(self.execution.submit, self.executor.holds, flow.pauses)
@@ -278,7 +284,21 @@ class Runner:
             append((None if key is None else (part, key), Work(part, msg, offset)))
         if batch:  # a batch of partition-EOF events only brings no work
             self.flow.in_flight += len(batch)
-            self.execution.submit(batch)
+            if self.batcher is not None:  # records of batch handlers wait for their batch
+                batch, full = self.batcher.split(batch)
+                self.submit_batches(full)
+            if batch:
+                self.execution.submit(batch)
+
+    def submit_batches(self, batches: list[tuple[Any, Work]]) -> None:
+        """Run batches of batch handlers (on the threads; on this thread in serial mode)."""
+        if batches:
+            (self.execution.submit if self.transport.serial else self.executor.submit_many)(batches)
+
+    def flush_batches(self) -> None:
+        """Run every batch still filling, now (before a revoke or shutdown; the test kit)."""
+        if self.batcher is not None:
+            self.submit_batches(self.batcher.due(float("inf")))
 
     def _finish(self, work: Work, dropped: bool) -> None:
         """Called from worker and delivery threads: hand the completion to the poll thread."""
@@ -369,6 +389,7 @@ class Runner:
         parts = self._owned(partitions)
         if self.gates is not None:
             self.gates.drop(parts)  # parked records are not committed: the next owner runs them
+        self.flush_batches()
         self.settle(parts, self.options.revoke_timeout_s)
         self._release(partitions)
         self.settle(parts, 0.5, warn=False)  # dropped records report back at once
@@ -438,6 +459,7 @@ class Runner:
         try:
             if self.gates is not None:
                 self.gates.drop()  # parked records are not committed: redelivered later
+            self.flush_batches()
             if parts and self._error is None:
                 consumer.pause([TopicPartition(p.topic, p.partition) for p in parts])
                 self.settle(parts, self.options.drain_timeout_s)

@@ -187,6 +187,8 @@ class TestPipeline:
             self._scheduler.release(self.clock.ms())
             runner.raise_error()
             parked = 0 if runner.gates is None else runner.gates.parked
+            if not consumer.pending() and runner.batcher is not None and runner.batcher.held:
+                runner.flush_batches()  # input drained: batches still filling run now
             if not consumer.pending() and runner.flow.in_flight == parked:
                 if parked and quiet < 2:
                     quiet += 1  # let the gates release what may run at this fake time
