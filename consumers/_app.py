@@ -119,15 +119,13 @@ class Worker:
         *,
         max_records: int = 500,
         max_wait: float = 0.2,
-        breaker: str | bool | None = None,
-        rate: float | RateLimit | None = None,
     ) -> Callable[[F], F]:
         """Register ``fn(events, ctxs)`` for ``model``: records of one partition arrive together.
 
         A call gets up to ``max_records`` records of one partition, in offset order, once
         that many are there or the oldest waited ``max_wait`` seconds. Raising retries the
         whole batch; returning ``{index: exception}`` fails only those records (README
-        "Batch handlers").
+        "Batch handlers"). Breakers and rate limits are not applied to batch handlers yet.
         """
         if max_records < 1 or max_wait < 0:
             raise ConfigError("batch_handler needs max_records >= 1 and max_wait >= 0")
@@ -135,8 +133,6 @@ class Worker:
             model,
             tombstones=False,
             batch=True,
-            breaker=breaker,
-            rate=rate,
             max_records=max_records,
             max_wait=max_wait,
         )

@@ -2,7 +2,8 @@
 
 The poll thread peeks at each consumed record's event type (a cached look-up of its schema
 fingerprint). Records of a batch handler's type are held per partition, in offset order,
-until ``max_records`` are there or the oldest waited ``max_wait``; the batch then goes to the
+until ``max_records`` are there, the oldest waited ``max_wait``, or the partition is consumed
+to its end (nothing more to wait for); the batch then goes to the
 worker threads as one item, in a lane of its partition, so batches of one partition run one
 at a time and in order. Every other record (other types, tombstones, undecodable ones) takes
 the usual per-record path.
@@ -102,13 +103,14 @@ class Batcher:
         return rest, full
 
     def due(self, now: float) -> list[Item]:
-        """Batches whose oldest record waited ``max_wait`` (or whose partition was revoked)."""
+        """Batches whose oldest record waited ``max_wait``, or that cannot grow: their
+        partition was consumed to its end (librdkafka's partition EOF) or revoked."""
         if not self._open:
             return []
         out: list[Item] = []
         for where, (since, records, spec) in list(self._open.items()):
             part = records[0].part
-            if now - since >= spec.max_wait or part.revoked:
+            if now - since >= spec.max_wait or part.at_end or part.revoked:
                 del self._open[where]
                 out.append((("batch", part), BatchWork(part, records, spec)))
         return out
