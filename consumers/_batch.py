@@ -191,15 +191,17 @@ def run_batch(proc: Any, batch: BatchWork) -> None:
                 _hand_off(proc, work, exc, attempt + extra, label)
             return
         took = (clock() - start) / len(works)
+        done: list[Work] = []
         for i, (work, attempt) in enumerate(zip(works, attempts, strict=True)):
             failure = failures.get(i)
             if failure is None:
                 work.took, work.label = took, label
-                proc._finish(work, False)
+                done.append(work)
             elif isinstance(failure, (Skip, RetryLater, DeadLetter)):
                 proc._signalled(work, failure, attempt + extra, label)
             else:
                 _hand_off(proc, work, failure, attempt + extra, label)
+        proc.finish_ok(done)
         return
 
 

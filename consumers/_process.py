@@ -67,6 +67,7 @@ class Processor:
         self._subjects: dict[bytes, tuple[str, HandlerSpec | None]] = {}
         self.on_error: Callable[[BaseException], None] = lambda exc: None
         self.gates: Gates | None = None  # breakers and rate limits, when the worker has any
+        self.finish_ok: Callable[[list[Work]], None] = self._finish_each
 
     def __call__(self, work: Work) -> None:
         """Handle ``work`` on a worker thread."""
@@ -87,6 +88,10 @@ class Processor:
             _LOG.exception("%s: processing failed unexpectedly", work.where)
             self._finish(work, True)
             self.on_error(exc)
+
+    def _finish_each(self, works: list[Work]) -> None:
+        for work in works:
+            self._finish(work, False)
 
     def inline(self, work: Work) -> bool:
         """Handle ``work`` on the poll thread; False when it must go on on a worker thread.

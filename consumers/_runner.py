@@ -64,6 +64,7 @@ class Runner:
         self.transactional: TransactionalLoop | None = None
         self.gates: Gates | None = None
         self.batcher: Batcher | None = None
+        self.batch_executor: KeyedExecutor[Work] | None = None
 
     # -- health -------------------------------------------------------------------------------
 
@@ -125,8 +126,13 @@ class Runner:
             None if events is None else events.loop,
         )
         self.processor.on_error = self._fail
+        self.processor.finish_ok = self._finish_ok
         if any(s.batch for s in worker.handlers.values()):
             self.batcher = Batcher(self.processor.spec_of, self.transport.monotonic)
+            if not serial:  # threads of their own: batch lanes never hold back inline records
+                self.batch_executor = KeyedExecutor(
+                    self.processor, min(4, options.concurrency), name=f"batch-{worker.group}"
+                )
         if Gates.needed(worker):
             metrics = GateMetrics(worker.registry, worker.group)
             self.gates = Gates(worker, self.transport.monotonic, self._finish, metrics)
@@ -245,7 +251,7 @@ class Runner:
                 self.idle()
         self.drain()
         if self.batcher is not None:
-            self.submit_batches(self.batcher.due(now))
+            self._due_batches(now)
         self.writer.resend_due()
         if self.gates is not None:
             self.gates.tick(self.execution.submit, self.executor.holds, flow.pauses)
@@ -293,7 +299,17 @@ class Runner:
     def submit_batches(self, batches: list[tuple[Any, Work]]) -> None:
         """Run batches of batch handlers (on the threads; on this thread in serial mode)."""
         if batches:
-            (self.execution.submit if self.transport.serial else self.executor.submit_many)(batches)
+            pool = self.batch_executor
+            (self.execution.submit if pool is None else pool.submit_many)(batches)
+
+    def _due_batches(self, now: float) -> None:
+        """Run the batches that are due (poll thread, once a tick)."""
+        assert self.batcher is not None
+        flow = self.flow  # at the in-flight limit no more records come: they all go now
+        full = flow.in_flight >= flow.limit
+        self.submit_batches(self.batcher.due(float("inf") if full else now))
+        if self.batch_executor is not None:
+            self.batch_executor.poke()
 
     def flush_batches(self) -> None:
         """Run every batch still filling, now (before a revoke or shutdown; the test kit)."""
@@ -306,6 +322,11 @@ class Runner:
         room = self._room
         if not room.is_set():  # the poll thread clears it before draining: no lost wake-up
             room.set()
+
+    def _finish_ok(self, works: list[Work]) -> None:
+        """Hand over many completed records at once (a batch): one wake-up, not one each."""
+        self._done.extend((work, False) for work in works)
+        self._room.set()
 
     def drain(self) -> int:
         """Apply completions (poll thread); return how many.
@@ -470,6 +491,8 @@ class Runner:
         finally:
             self._stop.set()
             self.execution.shutdown()
+            if self.batch_executor is not None:
+                self.batch_executor.shutdown(timeout=1.0)
             try:
                 self.producer.close(timeout=10)
             except Exception as exc:  # shutdown must finish; the offsets are safe
