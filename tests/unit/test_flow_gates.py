@@ -120,3 +120,29 @@ def test_kit_rate_limit_on_the_fake_clock() -> None:
             tp.advance(0.2)
         assert len(calls) == 21  # one every 0.2 s
         assert all(c - start <= 4.0 + 1e-6 for c in calls)
+
+
+def test_kit_breaker_keeps_each_keys_order_through_parking() -> None:
+    down = [True]
+    done: list[str] = []
+    app = Worker(group="g", topics=["in"], retry=RetryPolicy(max_attempts=5, in_place_attempts=5))
+    app.breaker("api", failure_rate=1.0, min_calls=2, window_s=60, cooldown_s=5)
+
+    @app.handler(ReminderDue, breaker="api")
+    def handle(event: ReminderDue, ctx: Context) -> None:
+        if down[0]:
+            raise ConnectionError("api down")
+        done.append(event.message)
+
+    with TestPipeline(app, partitions=1) as tp:
+        for i in range(5):
+            for key in ("a", "b"):
+                tp.send(reminder(f"{key}{i}"), key=key, topic="in")
+        tp.run_until_idle()
+        assert tp._runner.status()["breakers"] == {"api": "open"}
+        assert done == []
+        down[0] = False
+        tp.advance(6)
+        assert tp.dead_letters() == []
+    assert [m for m in done if m[0] == "a"] == [f"a{i}" for i in range(5)]
+    assert [m for m in done if m[0] == "b"] == [f"b{i}" for i in range(5)]
