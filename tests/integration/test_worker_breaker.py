@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.request
 from collections.abc import Callable
 
 import pytest
 
 from consumers import Context, RetryPolicy, Worker, exponential
 from examples.orders.events import ReminderDue
+from pipeline._http import ServiceHTTPServer
 from tests.helpers import read_topic, wait_until
 from tests.integration.test_worker_support import (
     committed,
@@ -51,6 +54,15 @@ def test_breaker_opens_pauses_probes_and_recovers_losing_nothing(
         with lock:
             handled.append(event.message)
 
+    server = ServiceHTTPServer(
+        worker.registry, worker.healthy, worker.ready, status=worker.status
+    )  # what `pipeline worker run --metrics-port` serves
+    server.start()
+
+    def healthz() -> dict[str, object]:
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as response:
+            return dict(json.loads(response.read()))
+
     with running(worker) as state:
         wait_until(lambda: worker.status().get("breakers") == {"downstream": "open"}, timeout=60)
         wait_until(lambda: worker.status()["paused_partitions"] == 2, timeout=10)
@@ -72,6 +84,13 @@ def test_breaker_opens_pauses_probes_and_recovers_losing_nothing(
             timeout=20,
         )
         assert worker.healthy()
+        body = healthz()
+        assert body["status"] == "ok"
+        assert body["breakers"] == {"downstream": "open"} or body["breakers"] == {
+            "downstream": "half_open"
+        }
+        assert body["parked"] == body["in_flight"]
+        assert body["paused_partitions"] == 2
         assert calls[0] - opened_calls <= 4, "an open breaker kept calling the handler"
         assert max(committed(bootstrap_servers, group, topic, 2)) <= 0  # nothing handled
         assert worker.status()["parked"] == worker.status()["in_flight"] > 0
@@ -80,6 +99,7 @@ def test_breaker_opens_pauses_probes_and_recovers_losing_nothing(
         wait_until(lambda: worker.status()["breakers"] == {"downstream": "closed"}, timeout=10)
         wait_until(lambda: sum(committed(bootstrap_servers, group, topic, 2)) == total, timeout=20)
         assert worker.status()["paused_partitions"] == 0
+        assert healthz()["breakers"] == {"downstream": "closed"}
         assert state.sample("pipeline_worker_breaker_state", breaker="downstream") == 0.0
         for entered in ("open", "half_open", "closed"):
             assert (
@@ -95,5 +115,6 @@ def test_breaker_opens_pauses_probes_and_recovers_losing_nothing(
             outcome="dead_lettered",
         )
         assert dead == 0
+    server.stop()
     assert sorted(set(handled)) == sorted(f"k{k}:{s}" for k in range(20) for s in range(10))
     assert read_topic(bootstrap_servers, worker.dlq_topic, 0, timeout=5, idle=1.0) == []
