@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from pipeline._errors import ConsumeError, KafkaOperationError
+from pipeline._errors import ConfigError, ConsumeError, KafkaOperationError
 from pipeline._settings import Settings, load_settings
 from pipeline.avro._codec import Codec
 
@@ -95,6 +95,8 @@ class Runner:
 
     def _build(self) -> None:
         worker, options = self.worker, self.options
+        if options.exactly_once and Gates.needed(worker):  # a transaction waits for its records
+            raise ConfigError("circuit breakers and rate limits don't work in exactly-once mode")
         models = [s.model for s in worker.handlers.values() if s.model is not None]
         codec = Codec.from_settings(self._settings, models)
         transactional_id = None
@@ -293,6 +295,8 @@ class Runner:
             if self.batcher is not None:  # records of batch handlers wait for their batch
                 batch, full = self.batcher.split(batch)
                 self.submit_batches(full)
+                if self.transactional is not None:  # a transaction waits for all it consumed
+                    self.flush_batches()
             if batch:
                 self.execution.submit(batch)
 

@@ -146,3 +146,13 @@ def test_kit_breaker_keeps_each_keys_order_through_parking() -> None:
         assert tp.dead_letters() == []
     assert [m for m in done if m[0] == "a"] == [f"a{i}" for i in range(5)]
     assert [m for m in done if m[0] == "b"] == [f"b{i}" for i in range(5)]
+
+
+def test_breakers_and_rate_limits_refuse_exactly_once() -> None:
+    app = Worker(group="g", topics=["in"], exactly_once=True)
+
+    @app.handler(ReminderDue, rate=10)
+    def handle(event: ReminderDue, ctx: Context) -> None: ...
+
+    with pytest.raises(ConfigError, match="exactly-once"):
+        app.run()
