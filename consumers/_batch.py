@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from pipeline._errors import DecodeError
-from pipeline._headers import EXPIRES_AT, Headers, get_header
+from pipeline._headers import CE_ID, EXPIRES_AT, Headers, get_header
 
 from ._context import record_context
 from ._dead_letter import error_type_of, trace_of
@@ -126,8 +126,11 @@ def run_batch(proc: Any, batch: BatchWork) -> None:
     works: list[Work] = []
     events: list[Any] = []
     attempts: list[int] = []
+    seen: list[bytes | None] = []  # event ids to remember once handled (dedup windows)
+    ids: set[bytes] = set()  # ... and those already in this batch
     spec, codec = batch.spec, proc._codec
     now_ms = time.time_ns() // 1_000_000
+    window = proc.dedup.get(batch.part) if proc.dedup else None
     for work in batch.records:
         if work.part.revoked:
             proc._finish(work, True)
@@ -137,6 +140,11 @@ def run_batch(proc: Any, batch: BatchWork) -> None:
         if headers and expired(get_header(headers, EXPIRES_AT), now_ms):
             proc._dead_letter(work, "expired", "the event expired", "", attempt, "expired", "-")
             continue
+        event_id = get_header(headers, CE_ID) if window is not None else None
+        if window is not None and event_id and (event_id in ids or window.seen(event_id)):
+            proc._metrics.outcome(work.part.topic, "unknown", "duplicate")
+            proc._finish(work, False)
+            continue
         try:
             events.append(codec.decode(cast(bytes, work.msg.value()), spec.model))
         except DecodeError as exc:
@@ -144,6 +152,9 @@ def run_batch(proc: Any, batch: BatchWork) -> None:
             continue
         works.append(work)
         attempts.append(attempt)
+        seen.append(event_id)
+        if event_id:
+            ids.add(event_id)
     if not works:
         return
     policy, label = proc._policy, spec.event_type
@@ -197,6 +208,9 @@ def run_batch(proc: Any, batch: BatchWork) -> None:
             if failure is None:
                 work.took, work.label = took, label
                 done.append(work)
+                event_id = seen[i]
+                if window is not None and event_id:
+                    window.add(event_id)
             elif isinstance(failure, (Skip, RetryLater, DeadLetter)):
                 proc._signalled(work, failure, attempt + extra, label)
             else:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from consumers import Context, RetryPolicy, Worker, exponential
+from consumers import Context, Dedup, RetryPolicy, Worker, exponential
 from consumers.testing import TestPipeline
 from examples.orders.events import ReminderDue
 from pipeline._errors import ConfigError
+from pipeline._headers import CE_ID
 from tests.parity import reminder
 
 
@@ -100,3 +101,21 @@ def test_batch_handler_config_and_bad_return() -> None:
         dead = tp.dead_letters()
     assert len(dead) == 1
     assert "returns None or {index: exception}" in (dead[0].error_message or "")
+
+
+def test_batch_handlers_skip_duplicates_in_and_across_batches() -> None:
+    app = Worker(group="g", topics=["in"], dedup=Dedup(window_s=60))
+    got: list[str] = []
+
+    @app.batch_handler(ReminderDue)
+    def handle(events: list[ReminderDue], ctxs: list[Context]) -> None:
+        got.extend(e.message for e in events)
+
+    with TestPipeline(app, partitions=1) as tp:
+        for message in ("a", "b", "c"):  # one batch: the same event id three times
+            tp.send(reminder(message), key="k", topic="in", headers={CE_ID: "same"})
+        tp.send(reminder("d"), key="k", topic="in", headers={CE_ID: "other"})
+        tp.run_until_idle()
+        tp.send(reminder("e"), key="k", topic="in", headers={CE_ID: "same"})  # a later batch
+        tp.run_until_idle()
+    assert got == ["a", "d"]
