@@ -73,27 +73,26 @@ def test_breaker_opens_pauses_probes_and_recovers_losing_nothing(
             ),
             timeout=5,
         )
-        opened_calls = calls[0]
-        wait_until(
-            lambda: (
-                state.sample(
-                    "pipeline_worker_breaker_transitions_total", breaker="downstream", state="open"
-                )
-                >= 2
-            ),  # it half-opened, the probe failed, open again
-            timeout=20,
-        )
+
+        def opened() -> float:
+            return state.sample(
+                "pipeline_worker_breaker_transitions_total", breaker="downstream", state="open"
+            )
+
+        wait_until(lambda: opened() >= 2, timeout=20)  # half-opened, the probe failed, open
+        calls_before = calls[0]
+        wait_until(lambda: opened() >= 3, timeout=20)  # one more cool-down and probe
+        assert calls[0] - calls_before <= 2, "an open breaker kept calling the handler"
         assert worker.healthy()
         body = healthz()
         assert body["status"] == "ok"
         assert body["breakers"] == {"downstream": "open"} or body["breakers"] == {
             "downstream": "half_open"
         }
-        assert body["parked"] == body["in_flight"]
+        assert 0 <= body["in_flight"] - body["parked"] <= 1  # all parked (but a probe)
         assert body["paused_partitions"] == 2
-        assert calls[0] - opened_calls <= 4, "an open breaker kept calling the handler"
         assert max(committed(bootstrap_servers, group, topic, 2)) <= 0  # nothing handled
-        assert worker.status()["parked"] == worker.status()["in_flight"] > 0
+        assert body["parked"] > 0
         down.clear()  # the downstream recovers
         wait_until(lambda: len(handled) >= total, timeout=60)
         wait_until(lambda: worker.status()["breakers"] == {"downstream": "closed"}, timeout=10)
