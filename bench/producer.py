@@ -10,7 +10,11 @@ Same broker, same topic layout, same librdkafka config, same events, alternating
     Also printed: per-record ``send_bytes()`` futures against the same raw loop
     (``bytes_future_ratio``), and the batch against a raw loop on a client with
     ``delivery.report.only.error`` like the batch's (``bytes_vs_raw_errors_only``);
-(c) ``AsyncEventProducer`` (queue all, gather) against sync ``send()``.
+(c) ``AsyncEventProducer`` (queue all, gather) against sync ``send()``;
+(d) ``send(..., guarantee=FIRE_AND_FORGET)`` against the raw typed loop on a client with the
+    same fire-and-forget config (``acks=1``, not idempotent, no retries, failures-only
+    reports): ``fire_and_forget_ratio``. ``fire_and_forget_vs_default`` compares it with the
+    default at-least-once ``send()``.
 
 Each timing runs from the first send until every record is acknowledged (flush), on a
 producer that has already delivered one warm-up record: connecting, fetching metadata and
@@ -38,9 +42,10 @@ from prometheus_client import CollectorRegistry
 
 from bench._common import emit, median
 from examples.orders.events import Address, LineItem, OrderPlaced
-from pipeline import load_settings
+from pipeline import DeliveryGuarantee, load_settings
 from pipeline.avro._codec import SINGLE_OBJECT_MAGIC, Codec
 from producers import AsyncEventProducer, EventProducer
+from producers._fire_and_forget import fire_and_forget_config
 
 
 def make_events(n: int) -> list[OrderPlaced]:
@@ -110,6 +115,43 @@ def main(argv: list[str]) -> int:
         _finish(producer, errors)
         return len(events) / (time.perf_counter() - start)
 
+    def raw_fire_and_forget() -> float:
+        errors = [0]
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is not None:
+                errors[0] += 1
+
+        producer = Producer({**fire_and_forget_config(config), "on_delivery": on_delivery})
+        producer.produce(topic, encoded[0], keys[0].encode())
+        producer.flush(30)
+        start = time.perf_counter()
+        for event, key in zip(events, keys, strict=True):
+            buf = BytesIO()
+            buf.write(prefix)
+            schemaless_writer(buf, parsed, binding.to_datum(event))
+            while True:
+                try:
+                    producer.produce(topic, buf.getvalue(), key.encode())
+                    producer.poll(0)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        _finish(producer, errors)
+        return len(events) / (time.perf_counter() - start)
+
+    def ours_fire_and_forget() -> float:
+        ff = DeliveryGuarantee.FIRE_AND_FORGET
+        with warm_ours() as p:
+            p.send(events[0], key=keys[0], topic=topic, guarantee=ff)
+            _flushed(p)
+            start = time.perf_counter()
+            for event, key in zip(events, keys, strict=True):
+                p.send(event, key=key, topic=topic, guarantee=ff)
+            _flushed(p)
+            elapsed = time.perf_counter() - start
+        return len(events) / elapsed
+
     def raw_bytes(**extra: Any) -> float:
         producer, errors = warm_raw(**extra)
         start = time.perf_counter()
@@ -174,6 +216,7 @@ def main(argv: list[str]) -> int:
         ("raw", raw_typed), ("ours", ours_typed), ("raw_b", raw_bytes),
         ("ours_b", ours_bytes), ("ours_bf", ours_bytes_futures),
         ("raw_be", raw_bytes_errors_only), ("async", ours_async),
+        ("raw_ff", raw_fire_and_forget), ("ours_ff", ours_fire_and_forget),
     ]  # fmt: skip
     rates: dict[str, list[float]] = {name: [] for name, _ in runs}
     for rnd in range(args.rounds):
@@ -189,6 +232,8 @@ def main(argv: list[str]) -> int:
     futures_b = [o / r for o, r in zip(rates["ours_bf"], rates["raw_b"], strict=True)]
     errors_b = [o / r for o, r in zip(rates["ours_b"], rates["raw_be"], strict=True)]
     asy = [a / s for a, s in zip(rates["async"], rates["ours"], strict=True)]
+    ff = [o / r for o, r in zip(rates["ours_ff"], rates["raw_ff"], strict=True)]
+    ff_default = [f / o for f, o in zip(rates["ours_ff"], rates["ours"], strict=True)]
     med = {name: median(values) for name, values in rates.items()}
     lines = [
         ("(a) typed send", med["ours"], med["raw"], median(typed), 0.85),
@@ -196,6 +241,8 @@ def main(argv: list[str]) -> int:
         ("(c) async/sync", med["async"], med["ours"], median(asy), 0.60),
         ("bytes, per-record futures", med["ours_bf"], med["raw_b"], median(futures_b), None),
         ("batch vs raw errors-only", med["ours_b"], med["raw_be"], median(errors_b), None),
+        ("(d) fire-and-forget", med["ours_ff"], med["raw_ff"], median(ff), 0.95),
+        ("fire-and-forget vs default send", med["ours_ff"], med["ours"], median(ff_default), None),
     ]
     for label, ours, base, ratio, target in lines:
         goal = "" if target is None else f" (target >= {target})"
@@ -209,6 +256,9 @@ def main(argv: list[str]) -> int:
         bytes_future_ratio=median(futures_b),
         bytes_vs_raw_errors_only=median(errors_b),
         events_per_s=round(median(rates["ours"])),
+        fire_and_forget_ratio=median(ff),
+        fire_and_forget_vs_default=median(ff_default),
+        fire_and_forget_events_per_s=round(med["ours_ff"]),
     )
     return 0
 

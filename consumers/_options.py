@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
 from pipeline._errors import ConfigError
+from pipeline._guarantee import DeliveryGuarantee, parse_guarantee
 from pipeline._names import SCHEDULER_TOPIC
 
 from ._dedup import Dedup
@@ -50,6 +52,10 @@ class WorkerOptions:
         write_backoff: backoff between attempts to write a retry or DLQ copy that failed.
         dedup: skip already handled ``ce_id`` values (None: off).
         exactly_once: consume, produce and commit in one transaction (``read_committed`` input).
+        guarantee: the delivery mode (README "Delivery modes"): ``AT_LEAST_ONCE`` (the
+            default), ``EXACTLY_ONCE`` (same as ``exactly_once=True``) or ``BROADCAST``
+            (every instance reads every partition; retries all run in place, there is no
+            shared retry topic). A name (``"broadcast"``) is accepted too.
         instance_id: stable id of this instance: sets ``group.instance.id`` (static membership)
             and names the transactional id in exactly-once mode.
         static_membership: use ``instance_id`` as ``group.instance.id``.
@@ -77,6 +83,7 @@ class WorkerOptions:
     )
     dedup: Dedup | None = None
     exactly_once: bool = False
+    guarantee: DeliveryGuarantee | None = None
     instance_id: str | None = None
     static_membership: bool = False
     retry_topic: str | None = None
@@ -94,5 +101,33 @@ class WorkerOptions:
             raise ConfigError(f"ordering must be 'key' or 'partition', got {self.ordering!r}")
         if self.static_membership and not self.instance_id:
             raise ConfigError("static_membership needs instance_id")
+        self._apply_guarantee()
         for name in ("consumer_config", "producer_config"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    @property
+    def broadcast(self) -> bool:
+        """Whether this worker runs in broadcast mode."""
+        return self.guarantee is DeliveryGuarantee.BROADCAST
+
+    def _apply_guarantee(self) -> None:
+        if self.guarantee is None:
+            return
+        mode = parse_guarantee(self.guarantee)
+        object.__setattr__(self, "guarantee", mode)
+        if mode in (DeliveryGuarantee.FIRE_AND_FORGET, DeliveryGuarantee.QUORUM):
+            raise ConfigError(
+                f"{mode.name} is a producer-side mode (send(..., guarantee=...)); a worker "
+                "runs AT_LEAST_ONCE, EXACTLY_ONCE or BROADCAST (and acknowledges quorum sends "
+                "in any of them)"
+            )
+        if mode is DeliveryGuarantee.EXACTLY_ONCE:
+            object.__setattr__(self, "exactly_once", True)
+        elif self.exactly_once:
+            raise ConfigError(f"exactly_once=True contradicts guarantee={mode.name}")
+        if mode is DeliveryGuarantee.BROADCAST:
+            if self.static_membership:
+                raise ConfigError("a BROADCAST worker joins no group: no static_membership")
+            retry = self.retry
+            in_place = dataclasses.replace(retry, in_place_attempts=retry.max_attempts)
+            object.__setattr__(self, "retry", in_place)

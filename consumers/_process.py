@@ -27,6 +27,7 @@ from ._dedup import DedupWindow
 from ._expiry import expired
 from ._gates import Gates
 from ._metrics import WorkerMetrics
+from ._reply import Responder, request_fields
 from ._signals import DeadLetter, RetryLater, Skip
 from ._spec import HandlerSpec, WorkerSpec
 from ._work import Work, attempt_of
@@ -66,6 +67,7 @@ class Processor:
         self.dedup: dict[object, DedupWindow] = {}
         self._subjects: dict[bytes, tuple[str, HandlerSpec | None]] = {}
         self.on_error: Callable[[BaseException], None] = lambda exc: None
+        self.responder = Responder(producer, worker.group, worker.registry)  # request-reply
         self.gates: Gates | None = None  # breakers and rate limits, when the worker has any
         self.finish_ok: Callable[[list[Work]], None] = self._finish_each
 
@@ -131,6 +133,11 @@ class Processor:
             if expired(get_header(headers, EXPIRES_AT), time.time_ns() // 1_000_000):
                 self._dead_letter(work, "expired", "the event expired", "", attempt, "expired", "-")
                 return
+            work.request = fields = request_fields(headers)
+            if fields is not None and self.responder.expired(fields):
+                self._metrics.outcome(work.part.topic, "unknown", "expired")
+                self._finish(work, False)  # its caller gave up: skipped, counted
+                return
         else:
             headers = []
             attempt = 1
@@ -191,16 +198,17 @@ class Processor:
         )
         self._invoke(work, spec, raw, attempt, None, inline)
 
-    def _call(self, spec: HandlerSpec, arg: Any, ctx: Context) -> None:
+    def _call(self, spec: HandlerSpec, arg: Any, ctx: Context) -> Any:
+        """Run the handler; return what it returned (a reply, for a request)."""
         if spec.batch:  # a record the poll thread did not batch (a retry copy's tombstone...)
             call: Any = spec.fn([arg], [ctx])
         else:
             call = spec.fn(arg, ctx)
         if not spec.is_async:
-            return
+            return call
         if self._loop is None:  # pragma: no cover - the runner starts a loop for async handlers
             raise RuntimeError("no event loop for async handlers")
-        asyncio.run_coroutine_threadsafe(call, self._loop).result()
+        return asyncio.run_coroutine_threadsafe(call, self._loop).result()
 
     def _invoke(
         self,
@@ -225,7 +233,7 @@ class Processor:
             ctx = record_context(work, attempt, headers, self._group, self._producer)
             start = clock()
             try:
-                self._call(spec, arg, ctx)
+                result = self._call(spec, arg, ctx)
             except Exception as exc:
                 took = clock() - start
                 label = spec.event_type
@@ -234,6 +242,9 @@ class Processor:
                     if gates is not None:
                         gates.succeeded(spec)
                     self._signalled(work, exc, attempt, label)
+                    return
+                if work.request is not None and self.responder.failed(work.request, exc):
+                    self._finish(work, False)  # the caller gets a RemoteError, not a retry
                     return
                 if gates is not None and gates.failed(work, spec, exc):
                     return  # the breaker holds it: not charged, it runs again later
@@ -246,6 +257,8 @@ class Processor:
                 return
             work.took = clock() - start
             work.label = spec.event_type
+            if work.request is not None:
+                self.responder.succeeded(work.request, result)
             if gates is not None:
                 gates.succeeded(spec)
             if seen is not None:

@@ -15,6 +15,7 @@ from pipeline._settings import Settings, load_settings
 from pipeline.avro._codec import Codec
 
 from ._batch import Batcher
+from ._broadcast import Broadcast
 from ._commits import Committer
 from ._dead_letter import CopyWriter
 from ._dedup import DedupWindow
@@ -62,6 +63,7 @@ class Runner:
         self._error: BaseException | None = None
         self.consumer: Any = None
         self.transactional: TransactionalLoop | None = None
+        self.broadcast = Broadcast(worker.group, self.options) if self.options.broadcast else None
         self.gates: Gates | None = None
         self.batcher: Batcher | None = None
         self.batch_executor: KeyedExecutor[Work] | None = None
@@ -128,6 +130,8 @@ class Runner:
             None if events is None else events.loop,
         )
         self.processor.on_error = self._fail
+        if self.broadcast is not None:  # acknowledgements name the instance, not the group
+            self.processor.responder.name = self.broadcast.identity
         self.processor.finish_ok = self._finish_ok
         if any(s.batch for s in worker.handlers.values()):
             self.batcher = Batcher(self.processor.spec_of, self.transport.monotonic)
@@ -169,11 +173,18 @@ class Runner:
             extra["isolation.level"] = "read_committed"
         if options.static_membership and options.instance_id:
             extra["group.instance.id"] = options.instance_id
+        group = self.worker.group
+        if self.broadcast is not None:
+            group = self.broadcast.group_id
+            extra["auto.offset.reset"] = "latest"
         extra.update(options.consumer_config)
-        return self._settings.consumer_config(self.worker.group, **extra)
+        return self._settings.consumer_config(group, **extra)
 
     def _subscribe(self) -> None:
         worker = self.worker
+        if self.broadcast is not None:  # no group: every partition, no retry topic
+            self.broadcast.assign(self.consumer, list(worker.topics), self._on_assign)
+            return
         topics = [worker.pattern] if worker.pattern else list(worker.topics)
         topics.append(worker.retry_topic)
         self.consumer.subscribe(

@@ -5,6 +5,8 @@ The public surface is re-exported here from small private modules; ``__all__`` i
 """
 
 from ._errors import (
+    AuthenticationError,
+    AuthorizationError,
     BadMagicByteError,
     BatchDeliveryError,
     ConfigError,
@@ -25,9 +27,13 @@ from ._errors import (
     PipelineError,
     ProduceError,
     QueueFullError,
+    QuorumNotReached,
     RateLimitExceeded,
     RecordCoordinates,
     RecordTooLargeError,
+    RemoteError,
+    RequestError,
+    RequestTimeout,
     SchemaError,
     SchemaMismatchError,
     SchemaNotFoundError,
@@ -36,7 +42,9 @@ from ._errors import (
     TruncatedRecordError,
     UndeliveredRecordsError,
     UnknownSchemaError,
+    WorkerMetricsError,
 )
+from ._guarantee import DeliveryGuarantee, parse_guarantee
 from ._ratelimit import RateLimit
 from ._settings import ClientKind, Settings, load_settings, redact_config
 from ._topics import Drift, TopicReport, TopicSpec, ensure_topics, load_topic_specs
@@ -47,6 +55,8 @@ from .avro._compat import Incompatibility, check_catalog
 from .avro._events import Event, Record, check_model
 
 __all__ = [
+    "AuthenticationError",
+    "AuthorizationError",
     "BadMagicByteError",
     "BatchDeliveryError",
     "Catalog",
@@ -57,6 +67,7 @@ __all__ = [
     "ConsumeError",
     "DecodeError",
     "DeliveryError",
+    "DeliveryGuarantee",
     "Drift",
     "EncodeError",
     "Event",
@@ -74,11 +85,15 @@ __all__ = [
     "PipelineError",
     "ProduceError",
     "QueueFullError",
+    "QuorumNotReached",
     "RateLimit",
     "RateLimitExceeded",
     "Record",
     "RecordCoordinates",
     "RecordTooLargeError",
+    "RemoteError",
+    "RequestError",
+    "RequestTimeout",
     "SchemaError",
     "SchemaMismatchError",
     "SchemaNotFoundError",
@@ -91,11 +106,13 @@ __all__ = [
     "TruncatedRecordError",
     "UndeliveredRecordsError",
     "UnknownSchemaError",
+    "WorkerMetricsError",
     "__version__",
     "check_catalog",
     "check_model",
     "ensure_topics",
     "load_settings",
     "load_topic_specs",
+    "parse_guarantee",
     "redact_config",
 ]

@@ -7,8 +7,10 @@ Every error the library raises on purpose is a ``PipelineError``. Third-party ex
     PipelineError
     ├── ConfigError (ValueError)            bad setting, unknown librdkafka key, bad spec file
     ├── KafkaUnavailableError               no broker answered in time
+    ├── AuthenticationError                 SASL credentials or the TLS certificate refused
     ├── KafkaOperationError                 the broker answered with an error
-    │   └── TopicError                      create/describe/alter of a topic failed
+    │   ├── TopicError                      create/describe/alter of a topic failed
+    │   └── AuthorizationError              an ACL denied an operation (names what and on what)
     ├── SchemaError                         a schema or catalog problem
     │   ├── SchemaNotFoundError (LookupError)
     │   ├── SchemaMismatchError             a pydantic model does not match its Avro schema
@@ -31,7 +33,12 @@ Every error the library raises on purpose is a ``PipelineError``. Third-party ex
     │       └── OutboxFileError             the outbox file cannot be used (names the path)
     │           ├── OutboxCorruptError      not an outbox, a damaged file, or a newer version
     │           └── OutboxLockedError       another process holds the outbox
-    └── ConsumeError                        a worker or consumer failure
+    ├── ConsumeError                        a worker or consumer failure
+    ├── WorkerMetricsError                  a worker's /metrics could not be read
+    └── RequestError                        a request-reply or quorum send did not succeed
+        ├── RequestTimeout (TimeoutError)   no reply before the request's timeout
+        ├── RemoteError                     the handler raised; carries its error type and message
+        └── QuorumNotReached (TimeoutError) fewer than N acknowledgements at the timeout
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "AuthenticationError",
+    "AuthorizationError",
     "BadMagicByteError",
     "BatchDeliveryError",
     "ConfigError",
@@ -60,9 +69,13 @@ __all__ = [
     "PipelineError",
     "ProduceError",
     "QueueFullError",
+    "QuorumNotReached",
     "RateLimitExceeded",
     "RecordCoordinates",
     "RecordTooLargeError",
+    "RemoteError",
+    "RequestError",
+    "RequestTimeout",
     "SchemaError",
     "SchemaMismatchError",
     "SchemaNotFoundError",
@@ -71,6 +84,7 @@ __all__ = [
     "TruncatedRecordError",
     "UndeliveredRecordsError",
     "UnknownSchemaError",
+    "WorkerMetricsError",
 ]
 
 
@@ -92,6 +106,18 @@ class KafkaOperationError(PipelineError):
 
 class TopicError(KafkaOperationError):
     """Creating, describing or altering a topic failed."""
+
+
+class AuthenticationError(PipelineError):
+    """The cluster refused the SASL credentials, or TLS could not verify its certificate.
+
+    A user mistake (a wrong password, a wrong CA file): the CLI exits 2. The message names the
+    cause and never the password.
+    """
+
+
+class AuthorizationError(KafkaOperationError):
+    """An ACL denied an operation; the message names the operation and the topic or group."""
 
 
 class SchemaError(PipelineError):
@@ -249,3 +275,38 @@ class OutboxLockedError(OutboxFileError):
 
 class ConsumeError(PipelineError):
     """A consumer or worker failed."""
+
+
+class WorkerMetricsError(PipelineError):
+    """A worker's ``/metrics`` could not be read (``pipeline stats --worker URL``)."""
+
+
+class RequestError(PipelineError):
+    """A request-reply or quorum send did not succeed."""
+
+
+class RequestTimeout(RequestError, TimeoutError):
+    """No reply arrived before the request's timeout (a later reply is dropped and counted)."""
+
+
+class RemoteError(RequestError):
+    """The remote handler raised: ``error_type`` and ``message`` say what it raised."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"remote handler failed: {error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+
+
+class QuorumNotReached(RequestError, TimeoutError):
+    """Fewer than ``required`` groups or instances acknowledged before the timeout."""
+
+    def __init__(self, acked: Sequence[str], required: int) -> None:
+        names = ", ".join(acked) or "nobody"
+        super().__init__(f"quorum not reached: {len(acked)} of {required} acks (acked by {names})")
+        self.acked = list(acked)
+        self.required = required
+
+    def missing(self, expected: Sequence[str]) -> list[str]:
+        """Who of ``expected`` (the groups or instances you count on) did not acknowledge."""
+        return [name for name in expected if name not in self.acked]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "ACKED_BY",
+    "ACK_TO",
     "ATTEMPT",
     "CE_ID",
     "CE_SOURCE",
@@ -17,6 +19,8 @@ __all__ = [
     "CE_TYPE",
     "CONSUMER_GROUP",
     "CONTENT_TYPE",
+    "CORRELATION_ID",
+    "DEADLINE",
     "DELIVERED_AT",
     "DELIVER_AT",
     "ERROR_HEADERS",
@@ -31,6 +35,7 @@ __all__ = [
     "ORIGINAL_TOPIC",
     "REDRIVEN_AT",
     "REPLAYED_FROM",
+    "REPLY_TO",
     "SCHEDULER_HEADERS",
     "SCHEDULER_SEQ",
     "TARGET_TOPIC",
@@ -66,6 +71,16 @@ FAILED_AT = "pipeline-failed-at"
 REPLAYED_FROM = "pipeline-replayed-from"
 REDRIVEN_AT = "pipeline-redriven-at"
 EXPIRES_AT = "pipeline-expires-at"
+# Request-reply and quorum (README "Request-reply" and "Delivery modes"). A request carries
+# where to reply, its correlation id and its deadline (epoch ms); the reply echoes the
+# correlation id, and an error reply adds ERROR_TYPE and ERROR_MESSAGE. A quorum send carries
+# ACK_TO and CORRELATION_ID; each group (or broadcast instance) that handled it acknowledges
+# with a record on ACK_TO naming itself in ACKED_BY.
+REPLY_TO = "pipeline-reply-to"
+CORRELATION_ID = "pipeline-correlation-id"
+DEADLINE = "pipeline-deadline"
+ACK_TO = "pipeline-ack-to"
+ACKED_BY = "pipeline-acked-by"
 # Scheduler-internal: the entry offset, so equal due times keep their order across tier hops.
 SCHEDULER_SEQ = "pipeline-scheduler-seq"
 

@@ -15,11 +15,13 @@ __all__ = [
     "SCHEDULER_DLQ_TOPIC",
     "SCHEDULER_GROUP",
     "SCHEDULER_TOPIC",
+    "broadcast_group",
     "dlq_topic",
     "priority_level",
     "priority_topic",
     "priority_topics",
     "redrive_group",
+    "reply_topic",
     "retry_topic",
 ]
 
@@ -44,6 +46,21 @@ def retry_topic(group: str) -> str:
 def redrive_group(group: str) -> str:
     """The consumer group that tracks how far ``pipeline dlq redrive`` got."""
     return f"{group}.dlq-redrive"
+
+
+def reply_topic(client_id: str, token: str) -> str:
+    """The reply (and quorum acknowledgement) topic of one client process.
+
+    ``pipeline.reply.<client id>.<token>``: the client creates it on first use and deletes it
+    on close; ``token`` (random per process) keeps two processes of one service apart.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", client_id)[:100]
+    return f"pipeline.reply.{safe}.{token}"
+
+
+def broadcast_group(group: str, instance_id: str) -> str:
+    """The group id a broadcast instance stores its positions under (never a shared group)."""
+    return f"{group}.broadcast.{instance_id}"
 
 
 MAX_PRIORITY_LEVELS = 10

@@ -4,7 +4,8 @@ Environment variables (DESIGN.md section 9):
 
 * ``PIPELINE_BOOTSTRAP_SERVERS`` (default ``localhost:9092``), ``PIPELINE_CLIENT_ID``,
   ``PIPELINE_SCHEMA_REGISTRY_URL``, ``PIPELINE_SECURITY_PROTOCOL``, ``PIPELINE_SASL_MECHANISM``,
-  ``PIPELINE_SASL_USERNAME``, ``PIPELINE_SASL_PASSWORD`` (secret), ``PIPELINE_SSL_CA_LOCATION``,
+  ``PIPELINE_SASL_USERNAME``, ``PIPELINE_SASL_PASSWORD`` (secret) or ``PIPELINE_SASL_PASSWORD_FILE``
+  (a file holding it), ``PIPELINE_SSL_CA_LOCATION``,
   ``PIPELINE_SSL_CERTIFICATE_LOCATION``, ``PIPELINE_SSL_KEY_LOCATION``,
   ``PIPELINE_SSL_KEY_PASSWORD`` (secret), ``PIPELINE_GROUP_PROTOCOL`` (``classic`` or
   ``consumer``), ``PIPELINE_SCHEMAS_DIR``, ``PIPELINE_PRODUCER_OUTBOX`` (the producer outbox's
@@ -44,6 +45,8 @@ _PASSTHROUGH = {"KAFKA": "kafka", "PRODUCER": "producer", "CONSUMER": "consumer"
 _PROPERTY = re.compile(r'(configuration property:? )"[^"]*"')
 _SECRET_KEY = re.compile(r"(password|secret|\.pem$|token|credentials)", re.IGNORECASE)
 LIBRDKAFKA_LOGGER = logging.getLogger("pipeline.librdkafka")
+CONSOLE_TOKEN_ENV = "PIPELINE_CONSOLE_TOKEN"
+"""The bearer token of `pipeline console` (a secret: never logged or printed)."""
 # Options of the service commands (`pipeline scheduler run`, `pipeline worker run`) that click
 # reads from the environment; they are not connection settings, but they are not typos either.
 SERVICE_VARIABLES = frozenset(
@@ -56,6 +59,7 @@ SERVICE_VARIABLES = frozenset(
         "PIPELINE_WORKER_INSTANCE_ID",
         "PIPELINE_WORKER_COMMIT_INTERVAL",
         "PIPELINE_WORKER_MAX_IN_FLIGHT",
+        CONSOLE_TOKEN_ENV,
     }
 )
 
@@ -114,6 +118,8 @@ class Settings(BaseSettings):
     ) = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+    """A file holding the SASL password (one line); read once, never shown."""
     ssl_ca_location: Path | None = None
     ssl_certificate_location: Path | None = None
     ssl_key_location: Path | None = None
@@ -139,13 +145,31 @@ class Settings(BaseSettings):
                 raise ValueError(f"{server!r} is not host:port")
         return ",".join(servers)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_password_file(cls, data: Any) -> Any:
+        """``sasl_password_file`` fills ``sasl_password``; setting both is ambiguous."""
+        if not isinstance(data, dict) or data.get("sasl_password_file") in (None, ""):
+            return data
+        path = Path(str(data["sasl_password_file"]))
+        if data.get("sasl_password") not in (None, ""):
+            raise ValueError("set PIPELINE_SASL_PASSWORD or PIPELINE_SASL_PASSWORD_FILE, not both")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
+            raise ValueError(f"sasl_password_file {path}: cannot read it ({reason})") from None
+        if not lines or not lines[0]:
+            raise ValueError(f"sasl_password_file {path}: the file is empty")
+        return {**data, "sasl_password": SecretStr(lines[0])}
+
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
         needs_password = self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
         if needs_password and (not self.sasl_username or self.sasl_password is None):
             raise ValueError(
                 f"sasl_mechanism {self.sasl_mechanism} needs PIPELINE_SASL_USERNAME and "
-                "PIPELINE_SASL_PASSWORD"
+                "PIPELINE_SASL_PASSWORD (or PIPELINE_SASL_PASSWORD_FILE)"
             )
         if self.sasl_mechanism and not self.security_protocol.startswith("SASL"):
             raise ValueError(

@@ -7,19 +7,22 @@ import threading
 from collections import deque
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 from confluent_kafka import KafkaError, Message
 
+from pipeline._guarantee import DeliveryGuarantee, parse_guarantee
 from pipeline.avro._events import Event
 
 from ._delivery import DeliveryResult, MetricsSink, delivery_error, result_of
 from ._headers import HeaderInput
+from ._modes import QuorumResult, check_guarantee
 from ._producer import EventProducer
 from ._sending import Key
 
 __all__ = ["AsyncEventProducer"]
 
+R = TypeVar("R", bound=Event)
 _Done = tuple[asyncio.Future[DeliveryResult], KafkaError | None, Message]
 
 
@@ -69,6 +72,8 @@ class AsyncEventProducer:
         self._done: deque[_Done] = deque()  # appended on the poll thread, popped on the loop
         self._lock = threading.Lock()
         self._scheduled = False
+        self._resolved: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
+        self._resolving = False
         self.wakeups = 0
         self.producer.add_poll_hook(self._after_poll)
 
@@ -77,6 +82,21 @@ class AsyncEventProducer:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
+    @overload
+    async def send(  # type: ignore[overload-overlap]
+        self,
+        event: Event,
+        *,
+        key: Key = None,
+        topic: str | None = None,
+        headers: HeaderInput = None,
+        deliver_at: datetime | None = None,
+        delay: timedelta | None = None,
+        guarantee: Literal[DeliveryGuarantee.QUORUM],
+        required_acks: int | None = None,
+        timeout: float = 30.0,
+    ) -> QuorumResult: ...
+    @overload
     async def send(
         self,
         event: Event,
@@ -86,8 +106,49 @@ class AsyncEventProducer:
         headers: HeaderInput = None,
         deliver_at: datetime | None = None,
         delay: timedelta | None = None,
-    ) -> DeliveryResult:
-        """Send and wait for the delivery result; raises ``ProduceError`` on failure."""
+        guarantee: DeliveryGuarantee | str | None = None,
+        required_acks: int | None = None,
+        timeout: float = 30.0,
+    ) -> DeliveryResult: ...
+    async def send(
+        self,
+        event: Event,
+        *,
+        key: Key = None,
+        topic: str | None = None,
+        headers: HeaderInput = None,
+        deliver_at: datetime | None = None,
+        delay: timedelta | None = None,
+        guarantee: DeliveryGuarantee | str | None = None,
+        required_acks: int | None = None,
+        timeout: float = 30.0,
+    ) -> DeliveryResult | QuorumResult | None:
+        """Send and wait for the delivery result; raises ``ProduceError`` on failure.
+
+        ``guarantee`` as in :meth:`EventProducer.send`: ``FIRE_AND_FORGET`` returns None at
+        once; ``QUORUM`` (with ``required_acks`` and ``timeout``) returns the
+        :class:`QuorumResult` or raises ``QuorumNotReached``.
+        """
+        if guarantee is not None or required_acks is not None:
+            mode = None if guarantee is None else parse_guarantee(guarantee)
+            check_guarantee(mode, required_acks)
+            if mode is DeliveryGuarantee.FIRE_AND_FORGET:
+                self.producer.send(
+                    event,
+                    key=key,
+                    topic=topic,
+                    headers=headers,
+                    deliver_at=deliver_at,
+                    delay=delay,
+                    guarantee=mode,
+                )
+                return None
+            if mode is DeliveryGuarantee.QUORUM:
+                modes = self.producer.modes
+                await self._inbox_ready()
+                assert required_acks is not None
+                quorum = modes.quorum(event, required_acks, timeout, key=key, topic=topic)
+                return await asyncio.wrap_future(quorum)
         future = self.queue(
             event, key=key, topic=topic, headers=headers, deliver_at=deliver_at, delay=delay
         )
@@ -108,6 +169,55 @@ class AsyncEventProducer:
         report = _Report(future, self._done, self.producer.metrics)
         self.producer.send_with_report(event, report, key, topic, headers, deliver_at, delay)
         return future
+
+    async def request(
+        self,
+        event: Event,
+        *,
+        reply: type[R],
+        timeout: float = 5.0,
+        key: Key = None,
+        topic: str | None = None,
+    ) -> R:
+        """:meth:`EventProducer.request` without blocking the loop; same errors."""
+        loop = self._bind_loop()
+        await self._inbox_ready()
+        future: asyncio.Future[R] = loop.create_future()
+        resolved = self._resolved
+
+        def resolve(value: Any, exc: BaseException | None) -> None:
+            resolved.append((future, value, exc))  # on the inbox thread
+            self._wake_resolved()
+
+        self.producer.modes.request(event, reply, timeout, resolve, key=key, topic=topic)
+        return await future
+
+    async def _inbox_ready(self) -> None:
+        """Create the reply topic off the loop (first use only)."""
+        modes = self.producer.modes
+        if not modes.inbox_started:
+            await asyncio.to_thread(lambda: modes.inbox)
+
+    def _wake_resolved(self) -> None:
+        with self._lock:
+            if self._resolving:
+                return
+            self._resolving = True
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._drain_resolved)
+
+    def _drain_resolved(self) -> None:
+        with self._lock:
+            self._resolving = False
+        resolved = self._resolved
+        while resolved:
+            future, value, exc = resolved.popleft()
+            if future.done():  # cancelled by the caller
+                continue
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(value)
 
     def _after_poll(self) -> None:
         if not self._done or self._loop is None:

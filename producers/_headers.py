@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ AVRO_CONTENT_TYPE = b"application/avro"
 # Extra headers a caller may pass: a mapping, or (name, value) pairs; str values become UTF-8.
 HeaderInput = Mapping[str, str | bytes] | Sequence[tuple[str, str | bytes | None]] | None
 
+_otel_inject: Callable[..., None] | None
 try:  # opentelemetry-api is optional: install the `otel` extra to propagate traces.
     from opentelemetry.propagate import inject as _otel_inject
 except ImportError:  # pragma: no cover - exercised when the extra is missing

@@ -35,6 +35,8 @@ from ._client import INLINE_POLL_MASK, ClientHolder
 from ._delivery import DeliveryCallback, DeliveryFuture, UserReport
 from ._headers import HeaderInput, cloudevent_headers
 from ._metrics import ProducerMetrics
+from ._mode_sends import ModeSends
+from ._modes import DeliveryModes
 from ._outbox import Outbox
 from ._outbox_metrics import OutboxMetrics
 from ._outbox_records import OutboxConfig
@@ -69,7 +71,7 @@ def _shared_outbox_metrics() -> OutboxMetrics:
         return _default_outbox_metrics
 
 
-class EventProducer:
+class EventProducer(ModeSends):
     """Send typed events to Kafka with the idempotent producer.
 
     Thread-safe. No connection is made until the first send. Use it as a context manager (or
@@ -148,6 +150,7 @@ class EventProducer:
         self._type_headers: dict[type[Event], bytes] = {}
         self._last_report: UserReport | None = None
         self._clock: Callable[[], float] = time.time  # epoch seconds: due times of delays
+        self.modes = DeliveryModes(self, client_config, registry)  # README "Delivery modes"
 
     # -- public API -------------------------------------------------------------------------
 
@@ -158,38 +161,17 @@ class EventProducer:
             self._codec = Codec.from_settings(self.settings)
         return self._codec
 
-    def send(
+    def _send_default(
         self,
         event: Event,
-        *,
-        key: Key = None,
-        topic: str | None = None,
-        headers: HeaderInput = None,
-        deliver_at: datetime | None = None,
-        delay: timedelta | None = None,
-        on_delivery: DeliveryCallback | None = None,
+        key: Key,
+        topic: str | None,
+        headers: HeaderInput,
+        deliver_at: datetime | None,
+        delay: timedelta | None,
+        on_delivery: DeliveryCallback | None,
     ) -> DeliveryFuture | None:
-        """Encode ``event`` and queue it for ``topic`` (default: the event class's topic).
-
-        Args:
-            event: a typed event (a :class:`pipeline.Event` subclass instance).
-            key: partition key: bytes, str, or a callable of the event.
-            topic: destination topic; defaults to ``type(event).topic``.
-            headers: extra headers, added after the CloudEvents ones.
-            deliver_at: deliver through the scheduler at this (timezone-aware) time.
-            delay: deliver through the scheduler after this delay.
-            on_delivery: called with ``(result, None)`` or ``(None, error)`` instead of
-                returning a future (cheaper when sending many records).
-
-        Returns:
-            A future of the delivery result, or ``None`` when ``on_delivery`` is given.
-
-        Raises:
-            EncodeError: the event does not fit its schema (nothing was queued).
-            RecordTooLargeError: the encoded record is over ``message.max.bytes``.
-            QueueFullError: the local queue stayed full for ``max_block`` seconds.
-            FatalProducerError: the producer hit a fatal error; later sends use a new client.
-        """
+        """:meth:`send` at least once (the default guarantee); see :meth:`send`."""
         if on_delivery is None:
             future = DeliveryFuture(self.metrics)
             self.send_with_report(event, future.report, key, topic, headers, deliver_at, delay)
@@ -303,7 +285,7 @@ class EventProducer:
                 remaining += int(holder.get().flush(left))
         if self.outbox is not None:  # stored records' futures resolve once they are written
             self.outbox.flush_writes(max(0.0, deadline - time.monotonic()))
-        return remaining
+        return remaining + self.modes.flush(max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout: float = 30.0) -> None:
         """Flush, then release the client (and the outbox file).
@@ -321,6 +303,7 @@ class EventProducer:
             remaining = 0  # purged records were stored, or failed (outbox full) to their futures
             self.outbox.close(max(1.0, deadline - time.monotonic()))
         remaining += self._bulk.close(max(0.0, deadline - time.monotonic()))
+        self.modes.close(max(0.0, deadline - time.monotonic()))
         if remaining:
             raise UndeliveredRecordsError(remaining, timeout)
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import env_values
+
 REPO = Path(__file__).resolve().parent.parent
 KAFKA_LOCAL = REPO / "scripts" / "kafka-local"
 
@@ -82,7 +84,7 @@ class PrivateKafka:
         """Start (or restart missing nodes); return the bootstrap servers."""
         proc = self.run("up", "--brokers", str(brokers))
         assert proc.returncode == 0, proc.stderr + proc.stdout
-        self.bootstrap = self.run("env").stdout.strip().partition("=")[2]
+        self.bootstrap = env_values(self.run("env").stdout)["PIPELINE_BOOTSTRAP_SERVERS"]
         return self.bootstrap
 
     def pids(self) -> dict[int, int]:

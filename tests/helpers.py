@@ -15,6 +15,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 T = TypeVar("T")
 
 
+def env_values(output: str) -> dict[str, str]:
+    """``NAME=value`` pairs from ``scripts/kafka-local env`` (``export NAME=value`` lines)."""
+    pairs = (line.removeprefix("export ").partition("=") for line in output.splitlines())
+    return {name.strip(): value.strip() for name, sep, value in pairs if sep}
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

@@ -6,17 +6,28 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 
 from consumers._app import Worker
 from consumers._runner import Runner
-from pipeline._errors import ConfigError, ConsumeError, PipelineError
+from pipeline._errors import (
+    ConfigError,
+    ConsumeError,
+    DecodeError,
+    PipelineError,
+    RemoteError,
+    RequestTimeout,
+)
 from pipeline._headers import (
     ATTEMPT,
+    CORRELATION_ID,
+    DEADLINE,
     ERROR_MESSAGE,
     ERROR_TYPE,
     ORIGINAL_TOPIC,
+    REPLY_TO,
     Headers,
     get_header,
 )
@@ -24,12 +35,18 @@ from pipeline._names import dlq_topic
 from pipeline.avro._codec import Codec
 from pipeline.avro._events import Event
 from producers import DeliveryResult, Key
+from producers._headers import new_event_id
 
 from ._clock import ClockEvent, FakeClock
 from ._memory import MemoryBroker, MemoryMessage
 from ._producer import MemoryScheduler, MemoryTransport
 
-__all__ = ["Record", "TestPipeline"]
+__all__ = ["REPLY_TOPIC", "Record", "TestPipeline"]
+
+REPLY_TOPIC = "testkit.replies"
+"""Where :meth:`TestPipeline.request` asks handlers to reply (``pipeline-reply-to``)."""
+
+R = TypeVar("R", bound=Event)
 
 
 @dataclass(frozen=True)
@@ -168,6 +185,50 @@ class TestPipeline:
         future = self.producer.send_bytes(topic, value, key=key, headers=headers)
         assert future is not None
         return future.result()
+
+    def request(
+        self,
+        event: Event,
+        reply: type[R],
+        *,
+        key: Key = None,
+        topic: str | None = None,
+        timeout: float = 5.0,
+    ) -> R:
+        """Send a request as ``EventProducer.request`` does, run the worker, return the reply.
+
+        The request carries the same headers (``pipeline-reply-to``, ``pipeline-correlation-id``,
+        ``pipeline-deadline``); the handler's reply is read from :data:`REPLY_TOPIC`.
+
+        Raises:
+            RemoteError: the handler raised (or returned no reply).
+            RequestTimeout: the worker is idle and no reply came (no handler, a passed
+                deadline, a retry still waiting on the fake clock).
+            DecodeError: the reply does not decode as ``reply``.
+        """
+        cid = new_event_id()
+        deadline = str(int((time.time() + timeout) * 1000))
+        self.broker.create(REPLY_TOPIC)
+        headers: dict[str, str | bytes] = {
+            CORRELATION_ID: cid,
+            DEADLINE: deadline,
+            REPLY_TO: REPLY_TOPIC,
+        }
+        self.send(event, key=key, topic=topic, headers=headers)
+        self.run_until_idle()
+        for msg in self.broker.records(REPLY_TOPIC):
+            found = msg.headers() or []
+            if get_header(found, CORRELATION_ID) != cid:
+                continue
+            error_type = get_header(found, ERROR_TYPE)
+            if error_type is not None:
+                message = (get_header(found, ERROR_MESSAGE) or b"").decode("utf-8", "replace")
+                raise RemoteError(error_type.decode("utf-8", "replace"), message)
+            value = msg.value()
+            if value is None:
+                raise DecodeError("the reply has neither a value nor an error type")
+            return self.codec.decode(value, reply)
+        raise RequestTimeout(f"no reply to the {type(event).__name__} request (worker idle)")
 
     # -- running ------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from importlib.util import find_spec
 
 import click
 
-from pipeline._errors import PipelineError
+from pipeline._errors import AuthenticationError, PipelineError
 from pipeline._settings import LIBRDKAFKA_LOGGER
 from pipeline._version import __version__
 
@@ -20,6 +20,7 @@ __all__ = ["cli", "main"]
 # name -> "module:attribute"; modules are imported only when their command runs, so a slow or
 # broken subcommand never slows down or breaks the others.
 SUBCOMMANDS: dict[str, str] = {
+    "console": "pipeline.cli.console:console",
     "consume": "pipeline.cli.consume:consume",
     "dlq": "pipeline.cli.dlq:dlq",
     "doctor": "pipeline.cli.doctor:doctor",
@@ -28,8 +29,10 @@ SUBCOMMANDS: dict[str, str] = {
     "outbox": "pipeline.cli.outbox:outbox",
     "produce": "pipeline.cli.produce:produce",
     "replay": "pipeline.cli.replay:replay",
+    "request": "pipeline.cli.request:request",
     "scheduler": "pipeline.cli.scheduler:scheduler",
     "schemas": "pipeline.cli.schemas:schemas",
+    "stats": "pipeline.cli.stats:stats",
     "topics": "pipeline.cli.topics:topics",
     "worker": "pipeline.cli.worker:worker",
 }
@@ -37,6 +40,12 @@ SUBCOMMANDS: dict[str, str] = {
 
 def _exists(target: str) -> bool:
     return find_spec(target.partition(":")[0]) is not None
+
+
+class _RefusedError(click.ClickException):
+    """The cluster refused our credentials or certificate: the user's to fix (exit 2)."""
+
+    exit_code = 2
 
 
 class LazyGroup(click.Group):
@@ -55,12 +64,15 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> object:
-        """Turn ``PipelineError`` into ``Error: ...`` on stderr and exit status 1."""
+        """Turn ``PipelineError`` into ``Error: ...`` on stderr and exit status 1 (2 when the
+        cluster refused the credentials or certificate)."""
         try:
             return super().invoke(ctx)
         except PipelineError as exc:
             if isinstance(ctx.obj, CliContext) and ctx.obj.verbose:
                 raise
+            if isinstance(exc, AuthenticationError):  # wrong credentials or CA: exit 2
+                raise _RefusedError(str(exc)) from exc
             raise click.ClickException(str(exc)) from exc
 
 

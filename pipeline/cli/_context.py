@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline._admin import check_reachable
 from pipeline._settings import Settings, load_settings
 
 __all__ = ["CliContext"]
@@ -20,9 +21,17 @@ class CliContext:
 
     @property
     def settings(self) -> Settings:
-        """Settings from the environment, with ``--bootstrap-servers`` winning."""
+        """Settings from the environment, with ``--bootstrap-servers`` winning.
+
+        Over SASL or TLS the credentials are checked once, here: a refused password or an
+        unverifiable certificate fails in a second or two with ``AuthenticationError`` (exit 2)
+        instead of a transport failure after every timeout of the command.
+        """
         if self._settings is None:
-            self._settings = load_settings(bootstrap_servers=self.bootstrap_servers)
+            settings = load_settings(bootstrap_servers=self.bootstrap_servers)
+            if settings.security_protocol != "PLAINTEXT":
+                check_reachable(settings, require=False)
+            self._settings = settings
         return self._settings
 
     def override(self, **values: Any) -> Settings:

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from contextlib import ExitStack
 from typing import Any
 
 import click
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from pipeline._admin import admin_client, kafka_error, resolve
-from pipeline._errors import KafkaOperationError, PipelineError
-from pipeline._names import dlq_topic, redrive_group, retry_topic
+from pipeline._errors import KafkaOperationError
+from pipeline._names import dlq_topic
 from pipeline._settings import Settings
 from pipeline.avro._codec import Codec
-from pipeline.ops._dead_letters import DeadLetter, DeadLetterFilter, redrive_headers
-from pipeline.ops._redrive import (
-    DeadLetterGroup,
-    DeadLetterGroups,
-    RedrivePlan,
-    RedrivePosition,
-    Verdict,
-    origin_of,
-    read_positions,
-    save_positions,
-)
-from pipeline.ops._replay import TokenBucket
+from pipeline.ops._dead_letters import DeadLetter, DeadLetterFilter
+from pipeline.ops._redrive import DeadLetterGroup, DeadLetterGroups, origin_of
+from pipeline.ops._redrive_run import RedriveRun, run_redrive
 from pipeline.ops._window import (
     PartitionRange,
     WindowReader,
@@ -245,30 +235,6 @@ def _bytes(text: str | None) -> bytes | None:
     return text.encode() if text is not None else None
 
 
-@dataclass
-class _Redrive:
-    """What one redrive run did."""
-
-    plan: RedrivePlan
-    scanned: int = 0
-    sent: int = 0
-    failed: int = 0
-    errors: list[str] = field(default_factory=list)
-    sample: list[DeadLetter] = field(default_factory=list)
-    interrupted: bool = False
-    committed: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def on_delivery(self, result: object, error: PipelineError | None) -> None:
-        with self.lock:
-            if error is None:
-                self.sent += 1
-            else:
-                self.failed += 1
-                if len(self.errors) < 5:
-                    self.errors.append(str(error))
-
-
 @dlq.command("redrive")
 @GROUP_OPTION
 @_filters
@@ -303,108 +269,42 @@ def redrive(
     one record per original coordinates. Records the filters leave out are passed over: a later
     run does not offer them again.
     """
-    settings = obj.settings
-    source, target, tracker = dlq_topic(group), retry_topic(group), redrive_group(group)
+    from producers import EventProducer
+
     selector = DeadLetterFilter(
         since_ms=since, until_ms=until, error_type=error_type, key=_bytes(key)
     )
-    consumer = window_consumer(settings, tracker)
-    try:
-        selected = topic_partitions(consumer, source, partitions, settings=settings)
-        topic_partitions(consumer, target, settings=settings)
-        run = _Redrive(RedrivePlan(selector, again, read_positions(consumer, source, selected)))
-        ranges = resolve_window(
-            consumer, source, selected, start_offsets=run.plan.start_offsets(), until_ms=until
-        )
-        total = sum(r.size for r in ranges)
-        with progress_bar(total, f"redrive {source}", output != "json") as advance:
-            _redrive(settings, consumer, source, target, ranges, rate, execute, run, advance)
-        if execute and not run.failed and not run.errors and run.plan.done:
-            save_positions(consumer, source, run.plan.next_positions(), tracker)
-            run.committed = True
-    finally:
-        consumer.close()
-    _redrive_report(run, source, target, tracker, execute, output)
+    with ExitStack() as stack:
+        advance: list[Any] = [lambda n: None]
+
+        def total(n: int) -> None:
+            advance[0] = stack.enter_context(
+                progress_bar(n, f"redrive {dlq_topic(group)}", output != "json")
+            )
+
+        run = run_redrive(
+            obj.settings, group, selector, sender=lambda: EventProducer(obj.settings),
+            partitions=partitions, again=again, execute=execute, rate=rate,
+            total=total, progress=lambda n: advance[0](n),
+        )  # fmt: skip
+    _redrive_report(run, output)
     if run.failed or run.errors:
         raise click.ClickException(
-            f"{run.failed} record(s) were not delivered to {target}; the position was not "
+            f"{run.failed} record(s) were not delivered to {run.target}; the position was not "
             "moved: " + "; ".join(run.errors)
         )
     if run.interrupted:
         raise click.exceptions.Exit(INTERRUPTED_EXIT)
 
 
-def _redrive(
-    settings: Settings,
-    consumer: Consumer,
-    source: str,
-    target: str,
-    ranges: list[PartitionRange],
-    rate: float,
-    execute: bool,
-    run: _Redrive,
-    advance: Any,
-) -> None:
-    from producers import EventProducer
-
-    producer = EventProducer(settings) if execute else None
-    bucket = TokenBucket(rate)
-    try:
-        for batch in WindowReader(consumer, source, ranges).batches():
-            for msg in batch:
-                run.scanned += 1
-                record = DeadLetter.from_message(msg)
-                if run.plan.decide(record) is Verdict.SEND:
-                    if len(run.sample) < 20:
-                        run.sample.append(record)
-                    if producer is not None:
-                        bucket.acquire()
-                        producer.send_bytes(
-                            target, record.value, key=record.key,
-                            headers=redrive_headers(record.headers), on_delivery=run.on_delivery,
-                        )  # fmt: skip
-                run.plan.handled(record)
-            advance(len(batch))
-    except KeyboardInterrupt:
-        run.interrupted = True
-    finally:
-        if producer is not None:
-            try:
-                producer.close(60.0)
-            except PipelineError as exc:
-                run.errors.append(str(exc))
-
-
-def _redrive_report(
-    run: _Redrive, source: str, target: str, tracker: str, execute: bool, output: str
-) -> None:
-    counts = run.plan.counts
-    to_send, copies = counts[Verdict.SEND], counts[Verdict.REDRIVEN]
-    duplicates = counts[Verdict.DUPLICATE]
+def _redrive_report(run: RedriveRun, output: str) -> None:
+    report = run.report()
     if output == "json":
-        print_json(
-            {
-                "dry_run": not execute,
-                "again": run.plan.again,
-                "dlq_topic": source,
-                "retry_topic": target,
-                "position_group": tracker,
-                "scanned": run.scanned,
-                "matched": run.plan.matched,
-                "to_send": to_send,
-                "skipped_redriven": copies,
-                "skipped_duplicates": duplicates,
-                "redriven": run.sent,
-                "failed": run.failed,
-                "interrupted": run.interrupted,
-                "position_saved": run.committed,
-                "position": {str(p): pos.offset for p, pos in sorted(_next(run).items())},
-                "again_position": {str(p): pos.again for p, pos in sorted(_next(run).items())},
-                "records": [r.summary() for r in run.sample],
-                "errors": run.errors,
-            }
-        )
+        print_json(report)
         return
+    target, tracker, execute = run.target, run.tracker, run.execute
+    to_send, copies = report["to_send"], report["skipped_redriven"]
+    duplicates = report["skipped_duplicates"]
     if run.sample:
         print_table(
             f"{'redriven' if execute else 'would redrive'} to {target} (first {len(run.sample)})",
@@ -432,10 +332,6 @@ def _redrive_report(
             f"{state}dry run: scanned {run.scanned}, would redrive {to_send} to {target}"
             f"{skipped}; pass --execute to send"
         )
-
-
-def _next(run: _Redrive) -> dict[int, RedrivePosition]:
-    return run.plan.next_positions() if run.plan.done else {}
 
 
 @dlq.command("purge")

@@ -9,7 +9,7 @@ import click
 
 from pipeline._admin import admin_client, cluster_metadata
 from pipeline._errors import ConfigError, PipelineError
-from pipeline._kafka_protocol import api_versions, describe_generation
+from pipeline._kafka_protocol import Security, api_versions, describe_generation
 from pipeline._settings import Settings
 
 from ._context import CliContext
@@ -68,12 +68,32 @@ def _check_metadata(settings: Settings) -> Check:
     return Check("metadata", True, f"{len(meta.brokers)} broker(s): {brokers}")
 
 
+def _probe_security(settings: Settings) -> Security | str | None:
+    """The probe's TLS and SCRAM settings; a string says why the probe cannot speak them."""
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    scram = settings.sasl_mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+    if settings.security_protocol != "SASL_SSL" or not scram:
+        return "skipped (the probe speaks plaintext, or SASL_SSL with SCRAM)"
+    password = settings.sasl_password
+    if settings.ssl_ca_location is None or password is None or not settings.sasl_username:
+        return "skipped (the probe needs PIPELINE_SSL_CA_LOCATION and the SASL credentials)"
+    return Security(
+        ca_file=str(settings.ssl_ca_location),
+        username=settings.sasl_username,
+        password=password.get_secret_value(),
+        mechanism=str(settings.sasl_mechanism),
+    )
+
+
 def _check_version(settings: Settings) -> Check:
-    if settings.security_protocol != "PLAINTEXT":
-        return Check("broker version", True, "skipped (probe speaks plaintext only)")
+    security = _probe_security(settings)
+    if isinstance(security, str):
+        return Check("broker version", True, security)
     host, port = _split(settings.bootstrap_servers.split(",")[0])
     try:
-        generation = describe_generation(api_versions(host, port, CONNECT_TIMEOUT_S))
+        versions = api_versions(host, port, CONNECT_TIMEOUT_S, security)
+        generation = describe_generation(versions)
     except (OSError, KeyError) as exc:
         return Check("broker version", False, f"ApiVersions probe failed: {exc}")
     ok = generation.startswith("Apache Kafka 4")

@@ -14,7 +14,10 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from pipeline._errors import ConfigError, KafkaOperationError
+from pipeline._admin import group_denied
+from pipeline._errors import AuthorizationError, ConfigError, KafkaOperationError
+from pipeline._names import SCHEDULER_GROUP, SCHEDULER_TOPIC
+from pipeline._settings import Settings
 from pipeline.lag import (
     Isolation,
     LagExposition,
@@ -26,6 +29,7 @@ from pipeline.lag import (
     StatusThresholds,
 )
 from pipeline.lag._render import TABLE_COLUMNS, snapshot_json, snapshot_rows, sparkline
+from pipeline.stats import StatsCollector, StatsOptions, StatsPoller
 
 from ._context import CliContext
 from ._output import OUTPUT_OPTION, console, print_json, print_table
@@ -138,6 +142,34 @@ def lag() -> None:
     help="Also export another exporter's metric names.",
 )
 @click.option("--exact", is_flag=True, help="Read the timestamp of each lagging committed record.")
+@click.option(
+    "--stats/--no-stats",
+    default=True,
+    show_default=True,
+    help="Also export per-state message counts (pipeline_consumergroup_messages{state}); "
+    "each read scans the groups' retry and dead-letter topics and the scheduler backlog.",
+)
+@click.option(
+    "--stats-interval",
+    default="30s",
+    show_default=True,
+    callback=_duration,
+    help="Time between reads of the per-state counts.",
+)
+@click.option(
+    "--scheduler-topic",
+    default=SCHEDULER_TOPIC,
+    show_default=True,
+    envvar="PIPELINE_SCHEDULER_TOPIC",
+    help="The scheduler's entry topic, for the retrying count.",
+)
+@click.option(
+    "--scheduler-group",
+    default=SCHEDULER_GROUP,
+    show_default=True,
+    envvar="PIPELINE_SCHEDULER_GROUP",
+    help="The scheduler's consumer group, for the retrying count.",
+)
 @_poll_options
 @click.pass_obj
 def serve(
@@ -148,16 +180,32 @@ def serve(
     groups: re.Pattern[str] | None,
     compat: tuple[str, ...],
     exact: bool,
+    stats: bool,
+    stats_interval: float,
+    scheduler_topic: str,
+    scheduler_group: str,
     **poll: Any,
 ) -> None:
     """Serve lag metrics on /metrics (and /healthz, /readyz) until interrupted.
 
     The first poll runs before serving: if Kafka cannot be reached then, the command exits 1.
     Later failures keep the last values, marked stale, and count in the exporter's metrics.
+    With --stats (the default) the per-state counts of `pipeline stats` are served too.
     """
     holder: list[LagPoller] = []
+    counts = None
+    if stats:
+        counts = StatsPoller(
+            obj.settings,
+            StatsOptions(
+                scheduler_topic=scheduler_topic, scheduler_group=scheduler_group, groups=groups
+            ),
+            interval=stats_interval,
+        )
     exposition = LagExposition(
-        lambda: holder[0].snapshot, compat_kafka_exporter="kafka_exporter" in compat
+        lambda: holder[0].snapshot,
+        compat_kafka_exporter="kafka_exporter" in compat,
+        extra=[StatsCollector(lambda: counts.snapshot, lambda: counts.errors)] if counts else [],
     )
     options = _options(groups=groups, exact=exact, **poll)
     poller = LagPoller(obj.settings, options, on_snapshot=exposition.refresh)
@@ -172,6 +220,8 @@ def serve(
         poller.stop()
         raise
     poller.start()
+    if counts is not None:
+        counts.start()
     server.start()
     click.echo(f"serving lag metrics on http://{host}:{server.port}/metrics", err=True)
     try:
@@ -179,6 +229,8 @@ def serve(
     finally:
         server.stop()
         poller.stop()
+        if counts is not None:
+            counts.stop()
 
 
 @lag.command("show")
@@ -210,7 +262,7 @@ def show(
     options = _options(groups=pattern, exact=(not watch) if exact is None else exact, **poll)
     poller = LagPoller(obj.settings, options)
     try:
-        snap = _first(poller, group)
+        snap = _first(poller, group, obj.settings)
         if not watch:
             if output == "json":
                 print_json(snapshot_json(snap, group))
@@ -222,10 +274,15 @@ def show(
         poller.stop()
 
 
-def _first(poller: LagPoller, group: str | None) -> LagSnapshot:
+def _first(poller: LagPoller, group: str | None, settings: Settings) -> LagSnapshot:
     """The first poll: a failed round or a missing ``--group`` is an error (exit 1)."""
     snap = poller.poll_once(strict=True)
     if group is not None and group not in snap.groups:
+        if group_denied(settings, group):
+            raise AuthorizationError(
+                f"not authorized to describe consumer group {group!r}: an ACL denies it to "
+                "this user"
+            )
         raise KafkaOperationError(
             f"consumer group {group!r} does not exist (`pipeline lag show` lists every group)"
         )

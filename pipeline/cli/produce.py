@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import sys
 from collections.abc import Iterator
@@ -102,6 +103,21 @@ def _validate(model: type[Event], number: int, line: str) -> tuple[Event | None,
 @click.option("--json", "json_text", help="One event as a JSON object.")
 @click.option("--file", "-f", help="JSON Lines file of events ('-' for stdin).")
 @click.option("--models", multiple=True, help="Module(s) defining your Event classes.")
+@click.option(
+    "--guarantee",
+    type=click.Choice(["at-least-once", "fire-and-forget", "quorum"]),
+    default="at-least-once",
+    show_default=True,
+    help="Delivery mode (README 'Delivery modes'); quorum needs --required-acks.",
+)
+@click.option("--required-acks", type=click.IntRange(min=1), help="With --guarantee quorum.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.001),
+    default=30.0,
+    show_default=True,
+    help="With --guarantee quorum: seconds to wait for the acknowledgements.",
+)
 @OUTPUT_OPTION
 @click.pass_obj
 def produce(
@@ -115,6 +131,9 @@ def produce(
     json_text: str | None,
     file: str | None,
     models: tuple[str, ...],
+    guarantee: str,
+    required_acks: int | None,
+    timeout: float,
     output: str,
 ) -> None:
     """Validate JSON events into their model, encode them as Avro and send them.
@@ -128,13 +147,20 @@ def produce(
         raise click.UsageError("give --delay or --at, not both")
     if key is not None and key_field is not None:
         raise click.UsageError("give --key or --key-field, not both")
+    if (guarantee == "quorum") != (required_acks is not None):
+        raise click.UsageError("--guarantee quorum and --required-acks go together")
+    if guarantee != "at-least-once" and (delay is not None or at is not None):
+        raise click.UsageError("--delay/--at are at-least-once sends only")
+    mode = {"guarantee": guarantee, "required_acks": required_acks, "timeout": timeout}
     delay_td = _delay(delay)
     deliver_at = _parse_time(at) if at is not None else None
     model = find_model(subject, models)
     target = topic or model.topic
     if not target:
         raise click.UsageError(f"{model.__name__} has no default topic; pass --topic")
-    outcome = _send_all(obj, model, target, key, key_field, delay_td, deliver_at, json_text, file)
+    outcome = _send_all(
+        obj, model, target, key, key_field, delay_td, deliver_at, json_text, file, mode
+    )
     sent, errors = outcome
     if output == "json":
         print_json({"topic": target, "sent": sent, "failed": len(errors), "errors": errors})
@@ -168,12 +194,14 @@ def _send_all(
     deliver_at: datetime | None,
     json_text: str | None,
     file: str | None,
+    mode: dict[str, Any],
 ) -> tuple[int, list[str]]:
     from producers import EventProducer
 
     errors: list[str] = []
     pending: list[tuple[int, Any]] = []
     producer = EventProducer(obj.settings)
+    dropped_before = _dropped(producer)  # the counter is process-wide
     checked = False
     try:
         for number, line in _lines(json_text, file):
@@ -187,23 +215,37 @@ def _send_all(
             record_key = str(getattr(event, key_field)) if key_field else key
             try:
                 future = producer.send(
-                    event, key=record_key, topic=target, delay=delay, deliver_at=deliver_at
+                    event, key=record_key, topic=target, delay=delay, deliver_at=deliver_at, **mode
                 )
             except PipelineError as exc:
                 errors.append(f"line {number}: {exc}")
                 continue
             pending.append((number, future))
         producer.flush(30)
+        if mode["guarantee"] == "quorum":  # before close(): closing ends the wait for acks
+            concurrent.futures.wait([f for _, f in pending], float(mode["timeout"]) + 5)
     finally:
         try:
             producer.close(5)
         except PipelineError as exc:
             errors.append(str(exc))
     sent = 0
+    dropped = _dropped(producer) - dropped_before
+    if dropped:
+        errors.append(f"{dropped} fire-and-forget record(s) dropped by the cluster")
     for number, future in pending:
+        if future is None:  # fire-and-forget: queued; drops are counted above
+            sent += 1
+            continue
         failure = future.exception(timeout=5)
         if failure is None:
             sent += 1
         else:
             errors.append(f"line {number}: {failure}")
-    return sent, errors
+    return sent - dropped, errors
+
+
+def _dropped(producer: Any) -> int:
+    """Fire-and-forget records counted as dropped so far (all topics)."""
+    families = producer.modes.metrics.dropped.collect()
+    return int(sum(s.value for f in families for s in f.samples if s.name.endswith("_total")))

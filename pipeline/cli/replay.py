@@ -163,7 +163,9 @@ def _check_options(
     to_topic: str,
     allow_same_topic: bool,
 ) -> None:
-    if (since is None) == (not from_offsets):
+    if since is None and not from_offsets:
+        raise click.UsageError("give the window start: --since TIME or --from-offset N")
+    if since is not None and from_offsets:
         raise click.UsageError("give the window as --since TIME or as --from-offset N, not both")
     if until is not None and since is None:
         raise click.UsageError("--until goes with --since")

@@ -48,6 +48,12 @@ def worker() -> None:
 @click.option("--concurrency", type=click.IntRange(min=1), help="Handlers running at once.")
 @click.option("--exactly-once", is_flag=True, help="Consume, produce and commit transactionally.")
 @click.option(
+    "--guarantee",
+    type=click.Choice(["at-least-once", "exactly-once", "broadcast"]),
+    help="Delivery mode (README 'Delivery modes'); broadcast: every instance reads every "
+    "record (give --instance-id to resume after a restart).",
+)
+@click.option(
     "--instance-id",
     envvar="PIPELINE_WORKER_INSTANCE_ID",
     help="Stable id of this instance (transactional id; static membership with --static).",
@@ -93,6 +99,7 @@ def run(
     app: str,
     concurrency: int | None,
     exactly_once: bool,
+    guarantee: str | None,
     instance_id: str | None,
     static: bool,
     commit_interval: float | None,
@@ -114,6 +121,8 @@ def run(
         overrides["concurrency"] = concurrency
     if exactly_once:
         overrides["exactly_once"] = True
+    if guarantee is not None:
+        overrides["guarantee"] = guarantee
     if static and not instance_id:
         instance_id = socket.gethostname()
         click.echo(f"static membership as {instance_id!r} (the host name)", err=True)

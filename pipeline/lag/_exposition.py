@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -75,7 +75,11 @@ def render_text(collector: Collector) -> bytes:
 
 
 class LagExposition:
-    """The exposition text of a snapshot, rendered once per snapshot."""
+    """The exposition text of a snapshot, rendered once per snapshot.
+
+    ``extra`` collectors (for example the per-state counts of ``pipeline.stats``, which keep
+    their own snapshot) are rendered on every scrape, after the lag metrics: keep them small.
+    """
 
     def __init__(
         self,
@@ -83,8 +87,10 @@ class LagExposition:
         *,
         compat_kafka_exporter: bool = False,
         clock: Callable[[], float] = time.time,
+        extra: Sequence[Collector] = (),
     ) -> None:
         self._snapshot = snapshot
+        self._extra = tuple(extra)
         self._static = LagCollector(
             snapshot, compat_kafka_exporter=compat_kafka_exporter, age=False
         )
@@ -104,7 +110,8 @@ class LagExposition:
         """The full ``/metrics`` body."""
         if self._rendered[0] is not self._snapshot():
             self.refresh()
-        return self._rendered[1] + generate_latest(self._dynamic)
+        extra = b"".join(render_text(c) for c in self._extra)
+        return self._rendered[1] + extra + generate_latest(self._dynamic)
 
 
 class LagHTTPServer(ServiceHTTPServer):

@@ -10,8 +10,8 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from pipeline._admin import kafka_error, resolve
-from pipeline._errors import ConfigError, KafkaOperationError, PipelineError, TopicError
+from pipeline._admin import kafka_error, missing_topic, resolve
+from pipeline._errors import ConfigError, KafkaOperationError, PipelineError
 
 __all__ = [
     "GroupMember",
@@ -110,7 +110,7 @@ def topic_partition_ids(
         raise kafka_error(exc, "fetching metadata", servers) from exc
     found = meta.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
-        raise TopicError(f"topic {topic!r} does not exist (see `pipeline topics list`)")
+        raise missing_topic(topic, found)
     existing = sorted(found.partitions)
     missing = sorted(set(wanted) - set(existing))
     if missing:

@@ -17,8 +17,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from pipeline._admin import kafka_error
-from pipeline._errors import ConfigError, KafkaOperationError, KafkaUnavailableError, TopicError
+from pipeline._admin import kafka_error, missing_topic
+from pipeline._errors import ConfigError, KafkaOperationError, KafkaUnavailableError
 from pipeline._settings import Settings
 
 __all__ = [
@@ -92,7 +92,7 @@ def topic_partitions(
         raise kafka_error(exc, "fetching metadata", servers) from exc
     found = meta.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
-        raise TopicError(f"topic {topic!r} does not exist (see `pipeline topics list`)")
+        raise missing_topic(topic, found)
     existing = sorted(found.partitions)
     if not wanted:
         return existing

@@ -46,6 +46,7 @@ APP = "examples.orders.payments:app"  # a Worker without settings of its own: it
 
 # case name -> arguments; the command is the words before the first option or argument
 COMMANDS: dict[str, list[str]] = {
+    "console": ["console", "--port", "0"],
     "consume": ["consume", "--topic", TOPIC, "--to-end"],
     "consume --group": ["consume", "--topic", TOPIC, "--group", GROUP, "--limit", "1"],
     "dlq list": ["dlq", "list", "--group", GROUP],
@@ -63,12 +64,18 @@ COMMANDS: dict[str, list[str]] = {
         "offsets", "reset", "--group", GROUP, "--topic", TOPIC, "--to-datetime", "-1h",
     ],
     "produce": ["produce", "--type", "orders.OrderPlaced", "--json", json.dumps(EVENT)],
+    "request": [
+        "request", "--type", "orders.OrderPlaced", "--reply-type", "orders.OrderPlaced",
+        "--json", json.dumps(EVENT), "--timeout", "3",
+    ],
     "replay": ["replay", "--from-topic", TOPIC, "--to-topic", TOPIC + "-b", "--since", "-1h"],
     "scheduler run": ["scheduler", "run", "--metrics-port", "0", "--group", GROUP],
     "scheduler run --no-create-topics": [
         "scheduler", "run", "--metrics-port", "0", "--group", GROUP, "--no-create-topics",
     ],
     "scheduler status": ["scheduler", "status", "--group", GROUP],
+    "stats": ["stats"],
+    "stats -g --json": ["stats", "-g", GROUP, "--json"],
     "topics apply": ["topics", "apply", str(REPO / "examples" / "topics.toml")],
     "topics apply --dry-run": [
         "topics", "apply", str(REPO / "examples" / "topics.toml"), "--dry-run",

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.helpers import env_values
+
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_LOCAL = [sys.executable, str(REPO / "scripts" / "kafka-local")]
 
@@ -98,7 +100,7 @@ def _status(env: dict[str, str]) -> dict[int, tuple[int, str]]:
 @pytest.mark.slow
 def test_three_brokers_survive_kill_and_restart(three_brokers: dict[str, str]) -> None:
     env = three_brokers
-    bootstrap = _run(["env"], env).stdout.strip().partition("=")[2]
+    bootstrap = env_values(_run(["env"], env).stdout)["PIPELINE_BOOTSTRAP_SERVERS"]
     assert len(bootstrap.split(",")) == 3
     admin = AdminClient({"bootstrap.servers": bootstrap})
     meta = admin.list_topics(timeout=30)

@@ -76,3 +76,17 @@ def test_bad_input_is_one_clear_line(bootstrap_servers: str, command: str, case:
     assert result.exception is None or isinstance(result.exception, SystemExit)
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(error_lines) == 1, result.output
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        ([], "give the window start: --since TIME or --from-offset N"),
+        (["--since", "-1h", "--from-offset", "0"], "not both"),
+    ],
+)
+def test_replay_window_start_is_required_once(window: list[str], message: str) -> None:
+    argv = ["replay", "--from-topic", TOPIC, "--to-topic", TOPIC + "-b", *window]
+    result = CliRunner().invoke(cli, ["--bootstrap-servers", _closed_port(), *argv])
+    assert result.exit_code == 2, result.output
+    assert message in result.output

@@ -23,7 +23,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "producers", "consumers", "examples")
-CAPABILITIES = ("avro", "scheduler", "lag", "ops")
+CAPABILITIES = ("avro", "scheduler", "lag", "ops", "stats", "console")
 COMPOSITION = ("cli", "demo")  # may import anything
 # What each capability package may import besides the core (its docstring says the same).
 CAPABILITY_DEPS: dict[str, set[str]] = {
@@ -31,6 +31,9 @@ CAPABILITY_DEPS: dict[str, set[str]] = {
     "scheduler": set(),
     "lag": set(),
     "ops": {"avro"},
+    "stats": {"lag", "ops"},
+    # the ops console reads through the services; sending is handed in by `pipeline console`
+    "console": {"avro", "lag", "ops", "scheduler"},
 }
 MAX_LINES = 600
 

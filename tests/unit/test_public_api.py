@@ -16,7 +16,9 @@ REEXPORTED = {
 }
 
 
-@pytest.mark.parametrize("name", ["pipeline", "producers", "consumers", "pipeline.lag"])
+@pytest.mark.parametrize(
+    "name", ["pipeline", "producers", "consumers", "pipeline.lag", "pipeline.stats"]
+)
 def test_all_resolves(name: str) -> None:
     try:
         package: ModuleType = importlib.import_module(name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline import ConfigError, Settings, load_settings, redact_config
@@ -134,6 +136,37 @@ def test_secret_not_in_error_message(clean_env: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert SECRET not in str(info.value)
+
+
+def test_password_file_fills_the_password_and_is_never_shown(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "app.password"
+    secret_file.write_text(SECRET + "\n")
+    clean_env.setenv("PIPELINE_SECURITY_PROTOCOL", "SASL_SSL")
+    clean_env.setenv("PIPELINE_SASL_MECHANISM", "SCRAM-SHA-512")
+    clean_env.setenv("PIPELINE_SASL_USERNAME", "app")
+    clean_env.setenv("PIPELINE_SASL_PASSWORD_FILE", str(secret_file))
+    s = load_settings()
+    assert s.producer_config()["sasl.password"] == SECRET
+    for text in (str(s), repr(s)):
+        assert SECRET not in text
+    clean_env.setenv("PIPELINE_SASL_PASSWORD", "other")
+    with pytest.raises(ConfigError, match="not both"):
+        load_settings()
+
+
+@pytest.mark.parametrize(("content", "reason"), [(None, "No such file"), ("", "empty")])
+def test_password_file_problems_name_the_path(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, content: str | None, reason: str
+) -> None:
+    secret_file = tmp_path / "app.password"
+    if content is not None:
+        secret_file.write_text(content)
+    clean_env.setenv("PIPELINE_SASL_PASSWORD_FILE", str(secret_file))
+    with pytest.raises(ConfigError, match=reason) as info:
+        load_settings()
+    assert str(secret_file) in str(info.value)
 
 
 def test_settings_are_frozen(clean_env: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from consumers import Context, DeadLetter, Dedup, RetryLater, RetryPolicy, Worke
 from consumers.testing import TestPipeline
 from consumers.testing._memory import murmur2
 from examples.orders.events import ReminderDue
-from pipeline._errors import ConfigError, ConsumeError
+from pipeline._errors import ConfigError, ConsumeError, RemoteError, RequestTimeout
 from pipeline._headers import CE_ID, DELIVERED_AT
 from tests.parity import reminder
 
@@ -176,3 +176,41 @@ def test_exactly_once_workers_are_refused() -> None:
     app, _ = _app(exactly_once=True)
     with pytest.raises(ConfigError, match="exactly-once"):
         TestPipeline(app)
+
+
+def _echo_app() -> Worker:
+    app = Worker(group="echo", topics=["in"], retry=RetryPolicy(max_attempts=1))
+
+    @app.handler(ReminderDue)
+    def echo(event: ReminderDue, ctx: Context) -> ReminderDue | None:
+        if event.message == "boom":
+            raise ValueError("the downstream said no")
+        if event.message == "silent":
+            return None
+        return reminder(f"re: {event.message}")
+
+    return app
+
+
+def test_request_gets_the_handlers_typed_reply() -> None:
+    with TestPipeline(_echo_app()) as tp:
+        answer = tp.request(reminder("ping"), ReminderDue, key="k", topic="in")
+        assert isinstance(answer, ReminderDue)
+        assert answer.message == "re: ping"
+        again = tp.request(reminder("pong"), ReminderDue, key="k", topic="in")
+        assert again.message == "re: pong"  # matched by its own correlation id
+
+
+def test_request_to_a_raising_or_silent_handler_is_a_remote_error() -> None:
+    with TestPipeline(_echo_app()) as tp:
+        with pytest.raises(RemoteError, match="the downstream said no") as info:
+            tp.request(reminder("boom"), ReminderDue, key="k", topic="in")
+        assert info.value.error_type.endswith("ValueError")
+        with pytest.raises(RemoteError):
+            tp.request(reminder("silent"), ReminderDue, key="k", topic="in")
+        assert tp.dead_letters() == []  # a request is answered, never dead-lettered
+
+
+def test_request_with_a_passed_deadline_gets_no_reply() -> None:
+    with TestPipeline(_echo_app()) as tp, pytest.raises(RequestTimeout):
+        tp.request(reminder("late"), ReminderDue, key="k", topic="in", timeout=-1)

@@ -1,0 +1,79 @@
+"""Broadcast mode: every instance reads every partition of its topics, with ``assign()``.
+
+There is no shared consumer group. An instance with a stable id (``instance_id``) stores its
+positions under its own group id, ``<group>.broadcast.<instance id>``, and resumes from them
+after a restart; an instance without one starts at the end of each partition (only records
+produced while it runs), under a throwaway id ``<group>.broadcast.anon-<random>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
+
+from pipeline._errors import ConfigError, ConsumeError
+from pipeline._names import broadcast_group
+
+from ._options import WorkerOptions
+
+__all__ = ["Broadcast"]
+
+_LOG = logging.getLogger("consumers")
+_TIMEOUT_S = 15.0
+
+
+class Broadcast:
+    """Who this broadcast instance is, and how it places itself on every partition."""
+
+    def __init__(self, group: str, options: WorkerOptions) -> None:
+        self.stable = options.instance_id is not None
+        self.identity = options.instance_id or f"anon-{uuid.uuid4().hex[:10]}"
+        self.group_id = broadcast_group(group, self.identity)
+
+    def assign(
+        self,
+        consumer: Any,
+        topics: list[str],
+        on_assign: Callable[[Any, list[TopicPartition]], None],
+    ) -> None:
+        """Assign every partition of ``topics`` at a concrete position, then report it.
+
+        Positions are resolved here (stored offset, else the current end), not lazily by
+        librdkafka, so a record produced after this returns is always read.
+        """
+        if not topics:
+            raise ConfigError("a BROADCAST worker takes topics=[...], not a pattern")
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in sorted(_partitions(consumer, topic))
+            ]
+            stored = consumer.committed(partitions, timeout=_TIMEOUT_S) if self.stable else []
+            start = {(tp.topic, tp.partition): tp.offset for tp in stored if tp.offset >= 0}
+            for tp in partitions:
+                offset = start.get((tp.topic, tp.partition))
+                if offset is None:
+                    _low, offset = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
+                tp.offset = offset
+        except KafkaException as exc:
+            raise ConsumeError(f"broadcast assignment failed: {exc.args[0]}") from exc
+        consumer.assign(partitions)
+        on_assign(consumer, partitions)
+        _LOG.info(
+            "broadcast instance %s reads %d partition(s) (%s)",
+            self.identity,
+            len(partitions),
+            "resuming from stored positions" if self.stable else "from the end",
+        )
+
+
+def _partitions(consumer: Any, topic: str) -> list[int]:
+    meta = consumer.list_topics(topic, timeout=_TIMEOUT_S).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise ConsumeError(f"broadcast: topic {topic} does not exist (create it first)")
+    return list(meta.partitions)
