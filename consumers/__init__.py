@@ -1,5 +1,7 @@
 """Consumer-group workers: typed handlers, per-key parallelism, retries and dead letters."""
 
+from pipeline._ratelimit import RateLimit
+
 from ._app import Worker
 from ._context import Context, RawRecord
 from ._dedup import Dedup
@@ -18,6 +20,7 @@ __all__ = [
     "Dedup",
     "HandlerSpec",
     "Priorities",
+    "RateLimit",
     "RawRecord",
     "RetryLater",
     "RetryPolicy",

@@ -12,9 +12,11 @@ from prometheus_client import CollectorRegistry
 
 from pipeline._errors import ConfigError
 from pipeline._names import dlq_topic, retry_topic
+from pipeline._ratelimit import RateLimit
 from pipeline._settings import Settings
 from pipeline.avro._events import Event
 
+from ._breaker import BreakerConfig
 from ._options import WorkerOptions
 from ._priority import Priorities
 from ._runner import Runner
@@ -74,6 +76,8 @@ class Worker:
         self.tombstone_handlers: dict[str | None, HandlerSpec] = {}
         self.fallback_handler: HandlerSpec | None = None
         self.priorities: dict[str, Priorities] = {}
+        self.breakers: dict[str, BreakerConfig] = {}
+        self.rate_limit: RateLimit | None = None
         self._runner: Runner | None = None
         self._stop = threading.Event()
 
@@ -124,22 +128,72 @@ class Worker:
 
     # -- registration -------------------------------------------------------------------------
 
-    def handler(self, model: type[Event], *, tombstones: bool = False) -> Callable[[F], F]:
+    def handler(
+        self,
+        model: type[Event],
+        *,
+        tombstones: bool = False,
+        breaker: str | bool | None = None,
+        rate: float | RateLimit | None = None,
+    ) -> Callable[[F], F]:
         """Register ``fn(event, ctx)`` (sync or async) for events of ``model``'s subject.
 
         With ``tombstones=True`` the handler also receives tombstones (``event=None``) of
-        ``model.topic`` (or of any topic when ``model.topic`` is None).
+        ``model.topic`` (or of any topic when ``model.topic`` is None). ``breaker`` puts its
+        calls behind a circuit breaker: a name shared by the handlers of one downstream
+        (configured with :meth:`breaker`), or True for one of its own (named by the subject).
+        ``rate`` limits its calls per second (a token bucket; see README "Flow control").
         """
-        return self._register(model, tombstones=tombstones, batch=False)
+        return self._register(model, tombstones=tombstones, batch=False, breaker=breaker, rate=rate)
 
-    def batch_handler(self, model: type[Event]) -> Callable[[F], F]:
+    def batch_handler(
+        self,
+        model: type[Event],
+        *,
+        max_records: int = 500,
+        max_wait: float = 0.2,
+    ) -> Callable[[F], F]:
         """Register ``fn(events, ctxs)`` for ``model``: records of one partition arrive together.
 
-        The handler takes lists and may be called with several records at once; today every
-        call carries one record (grouping is not implemented yet), so code written for it keeps
-        working when it is.
+        A call gets up to ``max_records`` records of one partition, in offset order, once
+        that many are there or the oldest waited ``max_wait`` seconds. Raising retries the
+        whole batch; returning ``{index: exception}`` fails only those records (README
+        "Batch handlers"). Breakers and rate limits are not applied to batch handlers yet.
         """
-        return self._register(model, tombstones=False, batch=True)
+        if max_records < 1 or max_wait < 0:
+            raise ConfigError("batch_handler needs max_records >= 1 and max_wait >= 0")
+        return self._register(
+            model,
+            tombstones=False,
+            batch=True,
+            max_records=max_records,
+            max_wait=max_wait,
+        )
+
+    def breaker(
+        self,
+        name: str,
+        *,
+        failure_rate: float = 0.5,
+        min_calls: int = 10,
+        window_s: float = 30.0,
+        cooldown_s: float = 10.0,
+    ) -> None:
+        """Configure the circuit breaker ``name`` (handlers join it with ``breaker=name``).
+
+        It opens when, over the last ``window_s`` seconds, at least ``min_calls`` calls ended
+        and at least ``failure_rate`` of them failed; it lets one probe record through after
+        ``cooldown_s``.
+        """
+        if not name:
+            raise ConfigError("a breaker needs a name")
+        self.breakers[name] = BreakerConfig(
+            failure_rate=failure_rate, min_calls=min_calls, window_s=window_s, cooldown_s=cooldown_s
+        )
+
+    def limit_rate(self, per_second: float, *, burst: float | None = None) -> None:
+        """Limit the handler calls of this whole worker to ``per_second`` (a token bucket)."""
+        self.rate_limit = RateLimit(per_second, burst)
 
     def fallback(self, fn: F) -> F:
         """Register ``fn(record: RawRecord, ctx)`` for event types without a handler.
@@ -149,14 +203,38 @@ class Worker:
         self.fallback_handler = HandlerSpec(None, fn, inspect.iscoroutinefunction(fn))
         return fn
 
-    def _register(self, model: type[Event], *, tombstones: bool, batch: bool) -> Callable[[F], F]:
+    def _register(
+        self,
+        model: type[Event],
+        *,
+        tombstones: bool,
+        batch: bool,
+        breaker: str | bool | None = None,
+        rate: float | RateLimit | None = None,
+        max_records: int = 500,
+        max_wait: float = 0.2,
+    ) -> Callable[[F], F]:
         if not (isinstance(model, type) and issubclass(model, Event)):
             raise ConfigError(f"handlers are registered for Event classes, got {model!r}")
+        name = model.subject if breaker is True else (breaker or None)
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"breaker= takes a name or True, got {breaker!r}")
+        limit = rate if isinstance(rate, RateLimit) or rate is None else RateLimit(float(rate))
 
         def decorate(fn: F) -> F:
             if model.subject in self.handlers:
                 raise ConfigError(f"{model.subject} already has a handler")
-            spec = HandlerSpec(model, fn, inspect.iscoroutinefunction(fn), tombstones, batch)
+            spec = HandlerSpec(
+                model,
+                fn,
+                inspect.iscoroutinefunction(fn),
+                tombstones,
+                batch,
+                breaker=name,
+                rate=limit,
+                max_records=max_records,
+                max_wait=max_wait,
+            )
             self.handlers[model.subject] = spec
             if tombstones:
                 self.tombstone_handlers[model.topic] = spec

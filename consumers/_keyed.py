@@ -96,6 +96,10 @@ class KeyedExecutor(Generic[T]):
         """Keys with an item running or queued."""
         return len(self._lanes)
 
+    def holds(self, key: Hashable) -> bool:
+        """Whether ``key`` has an item running or queued."""
+        return key in self._lanes
+
     def submit(self, key: Hashable | None, item: T) -> None:
         """Queue ``item``; it runs after every earlier item of the same key."""
         self.submit_many([(key, item)])

@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, cast
 
 from pipeline._errors import DecodeError
@@ -15,6 +14,7 @@ from pipeline._headers import CE_ID, EXPIRES_AT, ORIGINAL_TOPIC, Headers, get_he
 from pipeline._names import priority_level
 from pipeline.avro._codec import Codec
 
+from ._batch import BatchWork, run_batch
 from ._context import Context, RawRecord, record_context
 from ._dead_letter import (
     CopyWriter,
@@ -25,6 +25,8 @@ from ._dead_letter import (
     trace_of,
 )
 from ._dedup import DedupWindow
+from ._expiry import expired
+from ._gates import Gates
 from ._metrics import WorkerMetrics
 from ._reply import Responder, request_fields
 from ._signals import DeadLetter, RetryLater, Skip
@@ -35,18 +37,6 @@ __all__ = ["Processor", "expired"]
 
 _LOG = logging.getLogger("consumers")
 Finish = Callable[[Work, bool], None]
-
-
-def expired(raw: bytes | None, now_ms: int) -> bool:
-    """Whether a ``pipeline-expires-at`` value (epoch ms or ISO-8601) has passed."""
-    if raw is None:
-        return False
-    text = raw.decode("ascii", "replace").strip()
-    try:
-        at = int(text) if text.isdigit() else int(datetime.fromisoformat(text).timestamp() * 1000)
-    except ValueError:
-        return False
-    return at <= now_ms
 
 
 class Processor:
@@ -79,13 +69,18 @@ class Processor:
         self._subjects: dict[bytes, tuple[str, HandlerSpec | None]] = {}
         self.on_error: Callable[[BaseException], None] = lambda exc: None
         self.responder = Responder(producer, worker.group, worker.registry)  # request-reply
+        self.gates: Gates | None = None  # breakers and rate limits, when the worker has any
+        self.finish_ok: Callable[[list[Work]], None] = self._finish_each
 
     def __call__(self, work: Work) -> None:
         """Handle ``work`` on a worker thread."""
-        if work.part.revoked:
+        if work.part.revoked and work.__class__ is not BatchWork:
             self._finish(work, True)
             return
         try:
+            if work.__class__ is BatchWork:
+                run_batch(self, work)
+                return
             resume = work.resume
             if resume is None:
                 self._process(work, False)
@@ -97,12 +92,19 @@ class Processor:
             self._finish(work, True)
             self.on_error(exc)
 
+    def _finish_each(self, works: list[Work]) -> None:
+        for work in works:
+            self._finish(work, False)
+
     def inline(self, work: Work) -> bool:
         """Handle ``work`` on the poll thread; False when it must go on on a worker thread.
 
         That is when its first attempt failed and is to be retried in place after a backoff:
-        the poll thread never waits for one. ``work.resume`` then holds where to go on.
+        the poll thread never waits for one. ``work.resume`` then holds where to go on. A
+        batch always goes on on a worker thread.
         """
+        if work.__class__ is BatchWork:
+            return False
         try:
             self._process(work, True)
         except Exception as exc:  # a bug or a broken producer: stop the worker, lose nothing
@@ -112,7 +114,7 @@ class Processor:
             return True
         return work.resume is None
 
-    def _spec_of(self, value: bytes) -> tuple[str, HandlerSpec | None]:
+    def spec_of(self, value: bytes) -> tuple[str, HandlerSpec | None]:
         """The subject and handler of a record value (cached per schema fingerprint)."""
         prefix = value[:10]
         known = self._subjects.get(prefix)
@@ -156,7 +158,7 @@ class Processor:
                 if event_id:
                     seen = (window, event_id)
         try:
-            subject, spec = self._spec_of(value)
+            subject, spec = self.spec_of(value)
             event = None if spec is None else self._codec.decode(value, spec.model)
         except DecodeError as exc:
             self._dead_letter(work, "undecodable", str(exc), trace_of(exc), attempt)
@@ -201,7 +203,7 @@ class Processor:
 
     def _call(self, spec: HandlerSpec, arg: Any, ctx: Context) -> Any:
         """Run the handler; return what it returned (a reply, for a request)."""
-        if spec.batch:  # batches of one for now: same contract, no grouping yet
+        if spec.batch:  # a record the poll thread did not batch (a retry copy's tombstone...)
             call: Any = spec.fn([arg], [ctx])
         else:
             call = spec.fn(arg, ctx)
@@ -227,7 +229,9 @@ class Processor:
         thread counts it (outcome ``ok``, handler run time) in batches. ``seen``: remember
         the event id once handled.
         """
-        clock = time.perf_counter
+        clock, gates = time.perf_counter, self.gates
+        if gates is not None and not gates.admit(work, spec):
+            return  # parked by a breaker or rate limit: it runs later, still in flight
         while True:
             ctx = record_context(work, attempt, headers, self._group, self._producer)
             start = clock()
@@ -238,11 +242,15 @@ class Processor:
                 label = spec.event_type
                 self._metrics.handled(work.part.topic, label, took)
                 if isinstance(exc, (Skip, RetryLater, DeadLetter)):
+                    if gates is not None:
+                        gates.succeeded(spec)
                     self._signalled(work, exc, attempt, label)
                     return
                 if work.request is not None and self.responder.failed(work.request, exc):
                     self._finish(work, False)  # the caller gets a RemoteError, not a retry
                     return
+                if gates is not None and gates.failed(work, spec, exc):
+                    return  # the breaker holds it: not charged, it runs again later
                 if inline and self._in_place_next(exc, attempt):
                     work.resume = (spec, arg, attempt, headers, seen, exc)
                     return
@@ -254,6 +262,8 @@ class Processor:
             work.label = spec.event_type
             if work.request is not None:
                 self.responder.succeeded(work.request, result)
+            if gates is not None:
+                gates.succeeded(spec)
             if seen is not None:
                 seen[0].add(seen[1])
             self._finish(work, False)

@@ -10,10 +10,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from pipeline._errors import ConsumeError, KafkaOperationError
+from pipeline._errors import ConfigError, ConsumeError, KafkaOperationError
 from pipeline._settings import Settings, load_settings
 from pipeline.avro._codec import Codec
 
+from ._batch import Batcher
 from ._broadcast import Broadcast
 from ._commits import Committer
 from ._dead_letter import CopyWriter
@@ -21,6 +22,8 @@ from ._dedup import DedupWindow
 from ._eos import TransactionalLoop
 from ._execution import EventLoopThread, Execution, InlineExecution, SerialExecution
 from ._flow import FlowControl
+from ._gate_metrics import GateMetrics
+from ._gates import Gates
 from ._keyed import KeyedExecutor
 from ._metrics import WorkerMetrics
 from ._offsets import PartitionState
@@ -63,6 +66,9 @@ class Runner:
         self.transactional: TransactionalLoop | None = None
         self.broadcast = Broadcast(worker.group, self.options) if self.options.broadcast else None
         self.priority: PriorityScheduler | None = None
+        self.gates: Gates | None = None
+        self.batcher: Batcher | None = None
+        self.batch_executor: KeyedExecutor[Work] | None = None
 
     # -- health -------------------------------------------------------------------------------
 
@@ -86,12 +92,15 @@ class Runner:
             "assigned_partitions": len(self.parts),
             "paused": self.flow.paused,
             "paused_partitions": len(self.flow.pauses.paused),
+            **({} if self.gates is None else self.gates.status()),
         }
 
     # -- setup --------------------------------------------------------------------------------
 
     def _build(self) -> None:
         worker, options = self.worker, self.options
+        if options.exactly_once and Gates.needed(worker):  # a transaction waits for its records
+            raise ConfigError("circuit breakers and rate limits don't work in exactly-once mode")
         models = [s.model for s in worker.handlers.values() if s.model is not None]
         codec = Codec.from_settings(self._settings, models)
         transactional_id = None
@@ -125,6 +134,17 @@ class Runner:
         self.processor.on_error = self._fail
         if self.broadcast is not None:  # acknowledgements name the instance, not the group
             self.processor.responder.name = self.broadcast.identity
+        self.processor.finish_ok = self._finish_ok
+        if any(s.batch for s in worker.handlers.values()):
+            self.batcher = Batcher(self.processor.spec_of, self.transport.monotonic)
+            if not serial:  # threads of their own: batch lanes never hold back inline records
+                self.batch_executor = KeyedExecutor(
+                    self.processor, min(4, options.concurrency), name=f"batch-{worker.group}"
+                )
+        if Gates.needed(worker):
+            metrics = GateMetrics(worker.registry, worker.group)
+            self.gates = Gates(worker, self.transport.monotonic, self._finish, metrics)
+            self.processor.gates = self.gates
         executor: KeyedExecutor[Work] = KeyedExecutor(
             self.processor, 1 if serial else options.concurrency, name=f"worker-{worker.group}"
         )
@@ -253,9 +273,13 @@ class Runner:
             else:
                 self.idle()
         self.drain()
+        if self.batcher is not None:
+            self._due_batches(now)
         self.writer.resend_due()
         if self.priority is not None:  # which priority levels wait (applied just below)
             self.priority.tick(self.consumer, self.parts)
+        if self.gates is not None:
+            self.gates.tick(self.execution.submit, self.executor.holds, flow.pauses)
         flow.backpressure(now, self.consumer, self.parts)
         self.committer.maybe_commit(self.parts.values(), options)
 
@@ -291,7 +315,33 @@ class Runner:
             append((None if key is None else (part, key), Work(part, msg, offset)))
         if batch:  # a batch of partition-EOF events only brings no work
             self.flow.in_flight += len(batch)
-            self.execution.submit(batch)
+            if self.batcher is not None:  # records of batch handlers wait for their batch
+                batch, full = self.batcher.split(batch)
+                self.submit_batches(full)
+                if self.transactional is not None:  # a transaction waits for all it consumed
+                    self.flush_batches()
+            if batch:
+                self.execution.submit(batch)
+
+    def submit_batches(self, batches: list[tuple[Any, Work]]) -> None:
+        """Run batches of batch handlers (on the threads; on this thread in serial mode)."""
+        if batches:
+            pool = self.batch_executor
+            (self.execution.submit if pool is None else pool.submit_many)(batches)
+
+    def _due_batches(self, now: float) -> None:
+        """Run the batches that are due (poll thread, once a tick)."""
+        assert self.batcher is not None
+        flow = self.flow  # at the in-flight limit no more records come: they all go now
+        full = flow.in_flight >= flow.limit
+        self.submit_batches(self.batcher.due(float("inf") if full else now))
+        if self.batch_executor is not None:
+            self.batch_executor.poke()
+
+    def flush_batches(self) -> None:
+        """Run every batch still filling, now (before a revoke or shutdown; the test kit)."""
+        if self.batcher is not None:
+            self.submit_batches(self.batcher.due(float("inf")))
 
     def _finish(self, work: Work, dropped: bool) -> None:
         """Called from worker and delivery threads: hand the completion to the poll thread."""
@@ -299,6 +349,11 @@ class Runner:
         room = self._room
         if not room.is_set():  # the poll thread clears it before draining: no lost wake-up
             room.set()
+
+    def _finish_ok(self, works: list[Work]) -> None:
+        """Hand over many completed records at once (a batch): one wake-up, not one each."""
+        self._done.extend((work, False) for work in works)
+        self._room.set()
 
     def drain(self) -> int:
         """Apply completions (poll thread); return how many.
@@ -382,6 +437,9 @@ class Runner:
         # Let queued work of these partitions finish first: dropping it would leave completed
         # records above the commit position, and the next owner would handle them again.
         parts = self._owned(partitions)
+        if self.gates is not None:
+            self.gates.drop(parts)  # parked records are not committed: the next owner runs them
+        self.flush_batches()
         self.settle(parts, self.options.revoke_timeout_s)
         self._release(partitions)
         self.settle(parts, 0.5, warn=False)  # dropped records report back at once
@@ -395,6 +453,8 @@ class Runner:
 
     def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         parts = self._release(partitions)
+        if self.gates is not None:
+            self.gates.drop(parts)
         self._forget(parts)
         self.metrics.rebalanced("lost", len(partitions))
         _LOG.warning("lost %s (not committed; they will be redelivered)", _names(partitions))
@@ -451,6 +511,9 @@ class Runner:
         if self.priority is not None:
             self.priority.close()
         try:
+            if self.gates is not None:
+                self.gates.drop()  # parked records are not committed: redelivered later
+            self.flush_batches()
             if parts and self._error is None:
                 consumer.pause([TopicPartition(p.topic, p.partition) for p in parts])
                 self.settle(parts, self.options.drain_timeout_s)
@@ -461,6 +524,8 @@ class Runner:
         finally:
             self._stop.set()
             self.execution.shutdown()
+            if self.batch_executor is not None:
+                self.batch_executor.shutdown(timeout=1.0)
             try:
                 self.producer.close(timeout=10)
             except Exception as exc:  # shutdown must finish; the offsets are safe

@@ -13,9 +13,11 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from pipeline._ratelimit import RateLimit
 from pipeline._settings import Settings
 from pipeline.avro._events import Event
 
+from ._breaker import BreakerConfig
 from ._options import WorkerOptions
 from ._priority import Priorities
 
@@ -24,13 +26,21 @@ __all__ = ["HandlerSpec", "WorkerSpec"]
 
 @dataclass(frozen=True)
 class HandlerSpec:
-    """One registered handler: ``fn(event, ctx)``, or ``fn(events, ctxs)`` for a batch one."""
+    """One registered handler: ``fn(event, ctx)``, or ``fn(events, ctxs)`` for a batch one.
+
+    ``breaker`` names the circuit breaker its calls go through; ``rate`` limits its calls;
+    ``max_records`` and ``max_wait`` bound the batches of a batch handler.
+    """
 
     model: type[Event] | None
     fn: Callable[..., Any]
     is_async: bool
     tombstones: bool = False
     batch: bool = False
+    breaker: str | None = None
+    rate: RateLimit | None = None
+    max_records: int = 500
+    max_wait: float = 0.2
 
     @property
     def event_type(self) -> str:
@@ -51,6 +61,8 @@ class WorkerSpec(Protocol):
     tombstone_handlers: dict[str | None, HandlerSpec]
     fallback_handler: HandlerSpec | None
     priorities: dict[str, Priorities]
+    breakers: dict[str, BreakerConfig]
+    rate_limit: RateLimit | None
 
     @property
     def retry_topic(self) -> str:

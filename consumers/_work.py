@@ -34,7 +34,7 @@ class Work:
     worker thread (a record handled on the poll thread never waits for a backoff there).
     """
 
-    __slots__ = ("label", "msg", "offset", "part", "request", "resume", "took")
+    __slots__ = ("admitted", "label", "msg", "offset", "part", "request", "resume", "took")
 
     def __init__(self, part: PartitionState, msg: Message, offset: int) -> None:
         self.part = part
@@ -44,6 +44,7 @@ class Work:
         self.took = 0.0
         self.resume: Any = None
         self.request: dict[str, bytes | None] | None = None  # request/quorum headers, if any
+        self.admitted = False  # let go by a flow gate (``_gates``): its leave is taken
 
     @property
     def headers(self) -> Headers:

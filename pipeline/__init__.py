@@ -28,6 +28,7 @@ from ._errors import (
     ProduceError,
     QueueFullError,
     QuorumNotReached,
+    RateLimitExceeded,
     RecordCoordinates,
     RecordTooLargeError,
     RemoteError,
@@ -44,6 +45,7 @@ from ._errors import (
     WorkerMetricsError,
 )
 from ._guarantee import DeliveryGuarantee, parse_guarantee
+from ._ratelimit import RateLimit
 from ._settings import ClientKind, Settings, load_settings, redact_config
 from ._topics import (
     Drift,
@@ -91,6 +93,8 @@ __all__ = [
     "ProduceError",
     "QueueFullError",
     "QuorumNotReached",
+    "RateLimit",
+    "RateLimitExceeded",
     "Record",
     "RecordCoordinates",
     "RecordTooLargeError",

@@ -70,6 +70,7 @@ __all__ = [
     "ProduceError",
     "QueueFullError",
     "QuorumNotReached",
+    "RateLimitExceeded",
     "RecordCoordinates",
     "RecordTooLargeError",
     "RemoteError",
@@ -197,6 +198,10 @@ class RecordTooLargeError(ProduceError, ValueError):
 
 class QueueFullError(ProduceError):
     """The local producer queue stayed full for longer than ``max_block``."""
+
+
+class RateLimitExceeded(ProduceError):
+    """A rate-limited producer had no token for a send within ``max_block``."""
 
 
 class DeliveryError(ProduceError):

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["EVENT_TYPE", "GROUP", "OUTCOME", "PARTITION", "REASON", "STATE", "TIER", "TOPIC"]
+__all__ = [
+    "BREAKER",
+    "EVENT_TYPE",
+    "GROUP",
+    "OUTCOME",
+    "PARTITION",
+    "REASON",
+    "STATE",
+    "TIER",
+    "TOPIC",
+]
 
 GROUP = "group"
 TOPIC = "topic"
@@ -12,3 +22,4 @@ OUTCOME = "outcome"
 REASON = "reason"
 STATE = "state"
 TIER = "tier"
+BREAKER = "breaker"

@@ -19,11 +19,13 @@ from pipeline._delay import scheduled_headers
 from pipeline._errors import (
     ConfigError,
     ProduceError,
+    RateLimitExceeded,
     RecordTooLargeError,
     UndeliveredRecordsError,
 )
 from pipeline._names import SCHEDULER_TOPIC
 from pipeline._produce import produce_bounded, refused
+from pipeline._ratelimit import RateLimit, TokenBucket
 from pipeline._settings import Settings, load_settings
 from pipeline.avro._codec import Codec
 from pipeline.avro._events import Event
@@ -94,6 +96,8 @@ class EventProducer(ModeSends):
             producer outbox"); their futures resolve with ``DeliveryStatus.STORED``.
         priorities: priority levels of topics (``{"orders": 3}``): ``send(priority=None)``
             to such a topic goes to its lowest level, and ``priority`` must be below the count.
+        rate_limit: records per second (a token bucket): a send waits for a token up to
+            ``max_block`` seconds, then raises ``RateLimitExceeded`` (nothing is queued).
 
     Raises:
         ConfigError: an outbox with ``transactional_id`` (stored records can't join a
@@ -114,12 +118,16 @@ class EventProducer(ModeSends):
         scheduler_topic: str = SCHEDULER_TOPIC,
         outbox: str | os.PathLike[str] | OutboxConfig | None = None,
         priorities: Mapping[str, int] | None = None,
+        rate_limit: float | RateLimit | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.priorities = check_levels(priorities)
         self._codec = codec
         self._source = (source or self.settings.client_id).encode()
         self._max_block = max_block
+        if isinstance(rate_limit, int | float):
+            rate_limit = RateLimit(float(rate_limit))
+        self._rate = None if rate_limit is None else TokenBucket(rate_limit, time.monotonic())
         self._scheduler_topic = scheduler_topic
         overrides = dict(config or {})
         if transactional_id is not None:
@@ -466,6 +474,9 @@ class EventProducer(ModeSends):
         headers: list[tuple[str, bytes | None]] | None,
         report: Callable[[KafkaError | None, Message], None],
     ) -> None:
+        if self._rate is not None and not self._rate.wait(self._max_block):
+            limit = self._rate.limit.per_second
+            raise RateLimitExceeded(f"no send allowed at {limit:g}/s within {self._max_block}s")
         size = len(value or b"") + len(key or b"")
         if size > self._size_check_above:
             self._check_size(topic, size, headers or [])
