@@ -6,10 +6,10 @@ counts, scheduler backlog, lag history), the JSON API under ``/api/v1`` (FastAPI
 front end over the same modules as the CLI: it reads through them and copies none of their logic.
 
 It may import the core (``pipeline._*``), ``pipeline.avro`` (the catalog's event models),
-``pipeline.lag`` (the poller), ``pipeline.ops`` (dead letters, the redrive run) and
-``pipeline.scheduler`` (its backlog). It never imports ``producers``, ``consumers`` or
-``pipeline.cli``: sending (enqueue, redrive) goes through callables the ``pipeline console``
-command builds on the producer SDK.
+``pipeline.lag`` (the poller), ``pipeline.ops`` (dead letters, the redrive run),
+``pipeline.scheduler`` (its backlog) and ``pipeline.stats`` (the per-state counts). It never
+imports ``producers``, ``consumers`` or ``pipeline.cli``: sending (enqueue, redrive) goes
+through callables the ``pipeline console`` command builds on the producer SDK.
 """
 
 from ._api import ConsoleServices, Enqueue

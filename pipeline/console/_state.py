@@ -3,11 +3,15 @@
 The lag poller (``pipeline.lag``) keeps offset lag, time lag and status. Beside it, a refresh
 thread reads what the poller does not know: each group's dead letters (``<group>.dlq``: records
 held, and those past the redrive position that ``pipeline dlq redrive`` would still consider) and
-the scheduler backlog per tier (``pipeline.scheduler``'s status). Requests read only the latest
-:class:`ConsoleSnapshot`, swapped atomically, so no request waits for Kafka.
+the scheduler backlog per tier (``pipeline.scheduler``'s status). A ``StatsPoller``
+(``pipeline.stats``, the reader behind ``pipeline stats``) reads the per-state counts on its own,
+slower interval. Requests read only the latest :class:`ConsoleSnapshot`, swapped atomically, so
+no request waits for Kafka.
 
-A group's ``counts`` is an open mapping (``lag``, ``dlq_pending``, ``dlq_records`` today): new
-per-state counts are added there, and the API and the page show every key they find.
+A group's ``counts`` is an open mapping: ``lag``, ``dlq_pending``, ``dlq_records``, and once the
+stats poller has read the group, the per-state counts ``pending``, ``retrying``, ``dead``,
+``expired``, ``completed``, ``retried`` and ``redriven`` (README "Per-state counts"). The API and
+the page show every key they find.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from pipeline.ops._redrive import read_positions
 from pipeline.ops._window import window_consumer
 from pipeline.scheduler._records import SchedulerConfig
 from pipeline.scheduler._status import TierStatus, scheduler_status
+from pipeline.stats import STATES, StatsOptions, StatsPoller
+from pipeline.stats import GroupStats as StateCounts
 
 __all__ = ["ConsoleSnapshot", "ConsoleState", "DeadLetterCounts", "GroupStats"]
 
@@ -100,11 +106,19 @@ class ConsoleSnapshot:
 
 
 def _group_stats(
-    lag: GroupLag, dlq: DeadLetterCounts | None, history: tuple[tuple[float, int], ...]
+    lag: GroupLag,
+    dlq: DeadLetterCounts | None,
+    history: tuple[tuple[float, int], ...],
+    states: StateCounts | None = None,
 ) -> GroupStats:
     counts = {"lag": lag.lag}
     if dlq is not None:
         counts |= {"dlq_pending": dlq.pending, "dlq_records": dlq.records}
+    if states is not None and states.error is None:
+        for state in STATES:
+            value = states.count(state)
+            if value is not None:  # in_flight lives in the workers: not in Kafka
+                counts[state] = value
     return GroupStats(
         group=lag.group,
         status=lag.status.name,
@@ -129,6 +143,8 @@ class ConsoleState:
         interval: seconds between refreshes (lag polls and DLQ/scheduler reads).
         scheduler: the scheduler whose backlog is shown (its default topics and group).
         options: the lag poller's options (its ``interval`` is replaced by ``interval``).
+        stats_interval: seconds between per-state count reads (they scan the retry, dead-letter
+            and scheduler topics, so more slowly than the lag); None: no per-state counts.
     """
 
     def __init__(
@@ -139,12 +155,21 @@ class ConsoleState:
         scheduler: SchedulerConfig | None = None,
         options: LagOptions | None = None,
         clock: Callable[[], float] = time.time,
+        stats_interval: float | None = 30.0,
     ) -> None:
         self.settings = settings
         self.interval = interval
         self.scheduler_config = scheduler or SchedulerConfig()
         lag_options = dataclasses.replace(options or LagOptions(), interval=interval)
         self.poller = LagPoller(settings, lag_options, on_snapshot=self._on_lag)
+        self.stats: StatsPoller | None = None
+        if stats_interval is not None:
+            stats_options = StatsOptions(
+                scheduler_topic=self.scheduler_config.topic,
+                scheduler_group=self.scheduler_config.group,
+                groups=lag_options.groups,
+            )
+            self.stats = StatsPoller(settings, stats_options, interval=stats_interval)
         self._clock = clock
         self._history: dict[str, deque[tuple[float, int]]] = {}
         self._dlq: dict[str, DeadLetterCounts] = {}
@@ -160,8 +185,10 @@ class ConsoleState:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the lag poller and the refresh thread."""
+        """Start the lag poller, the stats poller and the refresh thread."""
         self.poller.start()
+        if self.stats is not None:
+            self.stats.start()
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="console-refresh", daemon=True)
@@ -174,6 +201,8 @@ class ConsoleState:
             self._thread.join(timeout=30)
             self._thread = None
         self.poller.stop()
+        if self.stats is not None:
+            self.stats.stop()
         with self._lock:
             for consumer in [*self._consumers.values(), *filter(None, [self._probe])]:
                 consumer.close()
@@ -261,9 +290,13 @@ class ConsoleState:
 
     def _rebuild(self) -> None:
         lag = self.poller.snapshot
+        states = self.stats.snapshot.groups if self.stats is not None else {}
         groups = {
             name: _group_stats(
-                g, self._dlq.get(name), tuple(self._history.get(name, ((lag.taken_at, g.lag),)))
+                g,
+                self._dlq.get(name),
+                tuple(self._history.get(name, ((lag.taken_at, g.lag),))),
+                states.get(name),
             )
             for name, g in sorted(lag.groups.items())
         }

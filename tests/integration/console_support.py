@@ -68,6 +68,8 @@ def console_services(
     try:
         wait_until(lambda: group in services.state.snapshot.groups and services.state.ready())
         wait_until(lambda: services.state.snapshot.groups[group].dlq is not None)
+        # the per-state counts (pipeline.stats) of the first stats read, merged by a lag poll
+        wait_until(lambda: "dead" in services.state.snapshot.groups[group].counts, timeout=60)
         yield services
     finally:
         close_services(services)

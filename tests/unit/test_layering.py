@@ -33,7 +33,7 @@ CAPABILITY_DEPS: dict[str, set[str]] = {
     "ops": {"avro"},
     "stats": {"lag", "ops"},
     # the ops console reads through the services; sending is handed in by `pipeline console`
-    "console": {"avro", "lag", "ops", "scheduler"},
+    "console": {"avro", "lag", "ops", "scheduler", "stats"},
 }
 MAX_LINES = 600
 
