@@ -85,6 +85,11 @@ class PrivateKafka:
         self.bootstrap = self.run("env").stdout.strip().partition("=")[2]
         return self.bootstrap
 
+    def node(self, command: str, node: int, timeout: float = 180) -> None:
+        """``kill``, ``stop`` or ``start`` one node (scripts/kafka-local); fail on an error."""
+        proc = self.run(command, str(node), timeout=timeout)
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+
     def pids(self) -> dict[int, int]:
         """Running broker pids by node id."""
         out = {}
