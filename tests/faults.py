@@ -94,3 +94,67 @@ class LeaderBouncer:
         if self.error is not None:
             raise self.error
         return self.killed
+
+
+@dataclass
+class Audit:
+    """What a verifier read, against what was expected: the figures a fault test prints."""
+
+    expected: int
+    read: int
+    lost: int
+    duplicates: int
+    order_violations: int
+    unexpected: int
+
+    def line(self, name: str, **extra: object) -> str:
+        more = "".join(f", {k.replace('_', ' ')} {v}" for k, v in extra.items())
+        return (
+            f"{name}: expected {self.expected}, read {self.read}, lost {self.lost}, "
+            f"duplicates {self.duplicates}, order violations {self.order_violations}, "
+            f"unexpected {self.unexpected}{more}"
+        )
+
+
+def audit(records: list[tuple[bytes, int]], expected: set[int]) -> Audit:
+    """Audit ``(key, seq)`` pairs in the order they were read (per partition, by offset).
+
+    A duplicate is a second sighting of a seq; an order violation is a first sighting whose seq
+    is lower than an earlier first sighting of the same key (seqs rise per key on the way in).
+    ``unexpected`` counts seqs outside ``expected`` (for P2: sends reported failed that the
+    broker kept anyway, which is allowed).
+    """
+    seen: dict[int, int] = {}
+    last: dict[bytes, int] = {}
+    violations = 0
+    for key, seq in records:
+        seen[seq] = seen.get(seq, 0) + 1
+        if seen[seq] > 1:
+            continue
+        if seq < last.get(key, -1):
+            violations += 1
+        last[key] = max(seq, last.get(key, -1))
+    return Audit(
+        expected=len(expected),
+        read=len(records),
+        lost=len(expected - set(seen)),
+        duplicates=sum(n - 1 for n in seen.values()),
+        order_violations=violations,
+        unexpected=len(set(seen) - expected),
+    )
+
+
+def send_paced(
+    send: Callable[[int], object], total: int, bouncer: LeaderBouncer, chunk: int, every: float
+) -> list[object]:
+    """Call ``send(seq)`` for 0..total-1, ``chunk`` at a time every ``every`` seconds while the
+    bouncer runs (then at full speed), so the bounces hit the stream mid-way. Returns results."""
+    out: list[object] = []
+    started = time.monotonic()
+    for seq in range(total):
+        out.append(send(seq))
+        if seq % chunk == chunk - 1:  # paces the sends across the bounces; waits for nothing
+            due = started + every * (seq + 1) / chunk
+            while not bouncer.done and time.monotonic() < due:
+                time.sleep(0.05)
+    return out
