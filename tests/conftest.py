@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -79,8 +80,18 @@ class PrivateKafka:
         )  # fmt: skip
 
     def up(self, brokers: int = 1) -> str:
-        """Start (or restart missing nodes); return the bootstrap servers."""
-        proc = self.run("up", "--brokers", str(brokers))
+        """Start (or restart missing nodes); return the bootstrap servers.
+
+        Other clusters on this machine pick free ports too: when a first start loses that race
+        (a port taken between the check and the bind), it retries on another block.
+        """
+        for attempt in range(3):
+            proc = self.run("up", "--brokers", str(brokers))
+            raced = "in use" in proc.stderr or "exited during start-up" in proc.stderr
+            if proc.returncode == 0 or self.bootstrap or not raced or attempt == 2:
+                break
+            self.run("down")
+            self.env["KAFKA_LOCAL_PORT"] = str(_free_port_block(3))
         assert proc.returncode == 0, proc.stderr + proc.stdout
         self.bootstrap = self.run("env").stdout.strip().partition("=")[2]
         return self.bootstrap
@@ -102,7 +113,8 @@ class PrivateKafka:
 
 def _free_port_block(size: int) -> int:
     """A base port where base..base+size-1 and the controller ports (+1000) are free."""
-    for base in range(21092, 40000, 10):
+    start = random.randrange(21092, 39000, 10)  # spread the private clusters of parallel runs
+    for base in [*range(start, 40000, 10), *range(21092, start, 10)]:
         ports = [*range(base, base + size), *range(base + 1000, base + 1000 + size)]
         if all(_port_free(p) for p in ports):
             return base
