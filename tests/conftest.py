@@ -69,6 +69,8 @@ class PrivateKafka:
             **os.environ,
             "KAFKA_LOCAL_HOME": str(home),
             "KAFKA_LOCAL_PORT": str(_free_port_block(3)),
+            # A shared 2-core machine with several clusters: a JVM can take a minute to start.
+            "KAFKA_LOCAL_READY_TIMEOUT": os.environ.get("KAFKA_LOCAL_READY_TIMEOUT", "240"),
         }
         self.bootstrap = ""
 

@@ -19,7 +19,7 @@ from tests.conftest import PrivateKafka
 from tests.faults import LeaderBouncer, audit
 from tests.helpers import create_topic, read_topic, wait_until
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(900)]
 
 RECORDS = 50_000
 KEYS = 200
