@@ -98,7 +98,7 @@ class PrivateKafka:
         self.bootstrap = self.run("env").stdout.strip().partition("=")[2]
         return self.bootstrap
 
-    def node(self, command: str, node: int, timeout: float = 180) -> None:
+    def node(self, command: str, node: int, timeout: float = 300) -> None:
         """``kill``, ``stop`` or ``start`` one node (scripts/kafka-local); fail on an error."""
         proc = self.run(command, str(node), timeout=timeout)
         assert proc.returncode == 0, proc.stderr + proc.stdout

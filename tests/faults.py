@@ -16,7 +16,7 @@ class Cluster(Protocol):
 
     bootstrap: str
 
-    def node(self, command: str, node: int, timeout: float = 180) -> None: ...
+    def node(self, command: str, node: int, timeout: float = 300) -> None: ...
 
 
 def partition_leader(bootstrap: str, topic: str, partition: int = 0, timeout: float = 30) -> int:
