@@ -48,6 +48,10 @@ class WorkerOptions:
         drain_timeout_s: on shutdown, how long in-flight work may finish.
         revoke_timeout_s: on a revoke, how long in-flight work of those partitions may finish
             (keep it below ``max.poll.interval.ms``).
+        orphan_check_s: while the worker owns no partition of one of its topics, every this many
+            seconds it checks whether its Stable group leaves partitions of that topic unowned,
+            and if so rejoins (unsubscribe, subscribe) so that a rebalance hands them out; 0
+            disables. Not for topic patterns; see README "Orphaned partitions".
         retry: the retry policy.
         write_backoff: backoff between attempts to write a retry or DLQ copy that failed.
         dedup: skip already handled ``ce_id`` values (None: off).
@@ -77,6 +81,7 @@ class WorkerOptions:
     commit_every: int = 10_000
     drain_timeout_s: float = 30.0
     revoke_timeout_s: float = 10.0
+    orphan_check_s: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     write_backoff: Backoff = field(
         default_factory=lambda: Backoff(base=0.5, factor=2.0, max=30.0, jitter=0.1)

@@ -27,6 +27,7 @@ from ._gates import Gates
 from ._keyed import KeyedExecutor
 from ._metrics import WorkerMetrics
 from ._offsets import PartitionState
+from ._orphans import OrphanWatch
 from ._priority import PREFETCH, PriorityScheduler, subscription
 from ._process import Processor
 from ._spec import WorkerSpec
@@ -166,6 +167,10 @@ class Runner:
         self.transactional = TransactionalLoop(self) if options.exactly_once else None
         self.committer = Committer(self.consumer, self.metrics)
         self.committer.lookup = self.parts.get
+        self.orphans: OrphanWatch | None = None
+        if options.orphan_check_s > 0 and isinstance(self.transport, KafkaTransport):
+            topics = [] if worker.pattern else [*worker.topics, worker.retry_topic]
+            self.orphans = OrphanWatch(self._settings, worker.group, topics, options.orphan_check_s)
         self.metrics.since_progress.set_function(self.since_progress)
 
     def _consumer_config(self) -> dict[str, Any]:
@@ -282,6 +287,12 @@ class Runner:
             self.gates.tick(self.execution.submit, self.executor.holds, flow.pauses)
         flow.backpressure(now, self.consumer, self.parts)
         self.committer.maybe_commit(self.parts.values(), options)
+        if self.orphans is not None and (lost := self.orphans.due(now, {t for t, _ in self.parts})):
+            _LOG.warning(
+                "group %s left %d partition(s) unowned; rejoining", self.worker.group, len(lost)
+            )
+            self.consumer.unsubscribe()  # revokes (and commits) what it owns, as a rebalance
+            self._subscribe()
 
     def idle(self) -> None:
         """Nothing came: caught up (every partition at its end, nothing in flight) is progress."""
