@@ -19,7 +19,7 @@ from ._broadcast import Broadcast
 from ._commits import Committer
 from ._dead_letter import CopyWriter
 from ._dedup import DedupWindow
-from ._eos import TransactionalLoop
+from ._eos import TRANSACTIONAL_PRODUCER_CONFIG, TransactionalLoop
 from ._execution import EventLoopThread, Execution, InlineExecution, SerialExecution
 from ._flow import FlowControl
 from ._gate_metrics import GateMetrics
@@ -109,12 +109,13 @@ class Runner:
             instance = options.instance_id or f"{worker.group}-{id(self):x}"
             transactional_id = f"{worker.group}.worker.{instance}"
         serial = self.transport.serial
+        tuning = TRANSACTIONAL_PRODUCER_CONFIG if transactional_id else {}
         self.producer = self.transport.producer(
             self._settings,
             codec=codec,
             registry=worker.registry,
             transactional_id=transactional_id,
-            config={"message.timeout.ms": 30000, **options.producer_config},
+            config={"message.timeout.ms": 30000, **tuning, **options.producer_config},
             scheduler_topic=options.scheduler_topic,
         )
         self.writer = CopyWriter(
