@@ -102,7 +102,14 @@ def _end(consumer: Any, tp: TopicPartition) -> int:
 
 
 def _partitions(consumer: Any, topic: str) -> list[int]:
-    meta = consumer.list_topics(topic, timeout=_TIMEOUT_S).topics.get(topic)
-    if meta is None or meta.error is not None or not meta.partitions:
-        raise ConsumeError(f"broadcast: topic {topic} does not exist (create it first)")
-    return list(meta.partitions)
+    """The topic's partitions; metadata of a topic created a moment ago may lag: wait a bit."""
+    deadline = time.monotonic() + _TIMEOUT_S
+    delay = 0.05
+    while True:
+        meta = consumer.list_topics(topic, timeout=_TIMEOUT_S).topics.get(topic)
+        if meta is not None and meta.error is None and meta.partitions:
+            return list(meta.partitions)
+        if time.monotonic() >= deadline:
+            raise ConsumeError(f"broadcast: topic {topic} does not exist (create it first)")
+        time.sleep(delay)  # bounded back-off: the broker may not have propagated it yet
+        delay = min(delay * 2, 1.0)
