@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections import deque
+from operator import attrgetter
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -137,18 +138,15 @@ class Runner:
         if self.broadcast is not None:  # acknowledgements name the instance, not the group
             self.processor.responder.name = self.broadcast.identity
         self.processor.finish_ok = self._finish_ok
-        if any(s.batch for s in worker.handlers.values()):
-            self.batcher = Batcher(self.processor.spec_of, self.transport.monotonic)
-            if not serial:  # threads of their own: batch lanes never hold back inline records
-                self.batch_executor = KeyedExecutor(
-                    self.processor, min(4, options.concurrency), name=f"batch-{worker.group}"
-                )
         if Gates.needed(worker):
             metrics = GateMetrics(worker.registry, worker.group)
             self.gates = Gates(worker, self.transport.monotonic, self._finish, metrics)
             self.processor.gates = self.gates
         executor: KeyedExecutor[Work] = KeyedExecutor(
-            self.processor, 1 if serial else options.concurrency, name=f"worker-{worker.group}"
+            self.processor,
+            1 if serial else options.concurrency,
+            name=f"worker-{worker.group}",
+            weigh=attrgetter("weight"),
         )
         self.executor = executor
         self.execution: Execution
@@ -160,6 +158,14 @@ class Runner:
             )
         else:
             self.execution = Execution(executor, events)
+        if any(s.batch for s in worker.handlers.values()):
+            self.batcher = Batcher(self.processor.spec_of, self.transport.monotonic)
+            if not serial and not isinstance(self.execution, InlineExecution):
+                # threads of their own: batch lanes never hold back the other records. Run
+                # inline, batches take the poll thread's path (a thread once they turn slow).
+                self.batch_executor = KeyedExecutor(
+                    self.processor, min(4, options.concurrency), name=f"batch-{worker.group}"
+                )
         self.consumer = self.transport.consumer(self._consumer_config())
         if worker.priorities:
             self.priority = PriorityScheduler(
