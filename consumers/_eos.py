@@ -7,13 +7,14 @@ import time
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 
-from pipeline._errors import ConsumeError
+from pipeline._errors import ConsumeError, ProduceError
 
 from ._commits import commit_points
 from ._dead_letter import CopyWriter
 from ._flow import FlowControl
+from ._metrics import WorkerMetrics
 from ._offsets import PartitionState
 from ._options import WorkerOptions
 
@@ -28,6 +29,7 @@ class LoopHost(Protocol):
     producer: Any
     writer: CopyWriter
     flow: FlowControl
+    metrics: WorkerMetrics
     parts: dict[tuple[str, int], PartitionState]
 
     @property
@@ -52,6 +54,9 @@ class LoopHost(Protocol):
     def settle(self, parts: list[PartitionState], timeout: float, *, warn: bool = True) -> None:
         """Wait for in-flight records of ``parts``."""
 
+    def rewind(self) -> int:
+        """Forget what was handled since the last commit; consume from the committed offsets."""
+
 
 _LOG = logging.getLogger("consumers")
 # How long a commit waits for busy handlers before it pauses the partitions and polls.
@@ -61,6 +66,9 @@ _QUIET_WAIT_S = 0.5
 # time on a slow broker too; never longer than _MAX_AGE_S.
 _STRETCH = 3.0
 _MAX_AGE_S = 2.0
+# Aborted transactions in a row (no commit between) after which the worker stops: the cause is
+# not a leader moving but lasting (an ACL, a deleted topic), and retrying would only spin.
+_MAX_ABORTS = 5
 # The transactional producer's retries: after a commit the coordinator still writes the
 # markers, and the next transaction's first AddPartitions/AddOffsets call is refused with
 # CONCURRENT_TRANSACTIONS until it is done. librdkafka's default backoff (100 ms, doubling)
@@ -85,8 +93,12 @@ class TransactionalLoop:
     commit (a pause drops librdkafka's prefetched records, and the next transaction would
     wait on a fresh fetch) unless handlers are still busy after ``_QUIET_WAIT_S``.
 
-    Any failure aborts the transaction and stops the worker: the next incarnation reads from
-    the last committed offsets, and ``read_committed`` readers never see the aborted output.
+    A failure that Kafka lets a producer recover from (a partition leader or the transaction
+    coordinator moved, a send of the transaction failed) aborts the transaction; the worker
+    then consumes again from the last committed offsets (:meth:`LoopHost.rewind`) and goes
+    on, and ``read_committed`` readers never see the aborted output. A fatal producer error
+    (fenced by a newer instance), a handler bug, or ``_MAX_ABORTS`` aborts in a row stop
+    the worker, after aborting; its next incarnation starts from the committed offsets.
     """
 
     def __init__(self, runner: LoopHost) -> None:
@@ -97,37 +109,21 @@ class TransactionalLoop:
         self._age = runner.options.transaction_interval_s  # current age trigger
         self._records = 0
         self.committed = 0  # transactions committed (metrics and tests)
+        self.aborted = 0  # ... and aborted and handled again (a leader or coordinator moved)
+        self._aborts_in_row = 0
 
     def run(self) -> None:
         """Loop until the worker is stopped; commit the open transaction on the way out."""
         runner = self.runner
-        consumer = runner.consumer
-        options, flow = runner.options, runner.flow
+        options = runner.options
         try:
             while runner.running():
-                runner.beat()
-                now = time.monotonic()
-                if flow.full(now):
-                    flow.wait(options.poll_timeout_s)
-                    runner.drain()
-                else:
-                    size = flow.fetch_size(options.batch_size)
-                    messages = consumer.consume(size, options.poll_timeout_s)
-                    if messages:
-                        self._begin()
-                        runner.dispatch(messages)
-                        self._records += len(messages)
-                        runner.drain()
-                    else:
-                        runner.idle()
-                        if self._open:
-                            self._commit()  # caught up: do not hold the output back
-                        continue
-                if self._open and (
-                    self._records >= options.transaction_records
-                    or time.monotonic() - self._opened_at >= self._age
-                ):
-                    self._commit()
+                try:
+                    self._step()
+                except (ProduceError, ConsumeError) as exc:
+                    if not self._recoverable(exc):
+                        raise
+                    self._recover(exc)
             if runner.error is not None:
                 self._abort()
             elif self._open:
@@ -135,6 +131,65 @@ class TransactionalLoop:
         except BaseException:
             self._abort()
             raise
+
+    def _step(self) -> None:
+        """One poll: consume into the open transaction; commit it when it is due."""
+        runner = self.runner
+        options, flow = runner.options, runner.flow
+        runner.beat()
+        now = time.monotonic()
+        if flow.full(now):
+            flow.wait(options.poll_timeout_s)
+            runner.drain()
+        else:
+            size = flow.fetch_size(options.batch_size)
+            messages = runner.consumer.consume(size, options.poll_timeout_s)
+            if messages:
+                self._begin()
+                runner.dispatch(messages)
+                self._records += len(messages)
+                runner.drain()
+            else:
+                runner.idle()
+                if self._open:
+                    self._commit()  # caught up: do not hold the output back
+                return
+        if self._open and (
+            self._records >= options.transaction_records
+            or time.monotonic() - self._opened_at >= self._age
+        ):
+            self._commit()
+
+    def _recoverable(self, exc: BaseException) -> bool:
+        """Whether a failed transaction can be aborted and its records handled again: not
+        after a handler bug, a fatal producer error (fenced by a newer instance, ...), or
+        ``_MAX_ABORTS`` aborts in a row."""
+        if self.runner.error is not None or self._aborts_in_row >= _MAX_ABORTS:
+            return False
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, KafkaException) and cause.args[0].fatal():
+                return False
+            cause = cause.__cause__
+        return True
+
+    def _recover(self, exc: BaseException) -> None:
+        """Abort, go back to the committed offsets, and go on (a leader or coordinator moved)."""
+        self._abort()
+        self.aborted += 1
+        self._aborts_in_row += 1
+        self.runner.metrics.transactions_aborted.inc()
+        try:
+            rewound = self.runner.rewind()
+        except KafkaException as error:
+            raise ConsumeError(f"rewinding after an aborted transaction failed: {error}") from exc
+        _LOG.warning(
+            "transaction aborted (%s); %d partition(s) rewound to their committed offsets, "
+            "their records are handled again",
+            exc,
+            rewound,
+        )
+        self.runner.flow.wait(min(1.0, 0.1 * 2**self._aborts_in_row))  # let the cluster settle
 
     def _begin(self) -> None:
         if self._open:
@@ -153,6 +208,7 @@ class TransactionalLoop:
         if txn is not None:
             txn.__exit__(None, None, None)
             self.committed += 1
+            self._aborts_in_row = 0
         blocked = time.monotonic() - start
         floor = self.runner.options.transaction_interval_s
         self._age = max(floor, min(_MAX_AGE_S, _STRETCH * blocked))

@@ -9,7 +9,14 @@ from collections import deque
 from operator import attrgetter
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from pipeline._errors import ConfigError, ConsumeError, KafkaOperationError
 from pipeline._settings import Settings, load_settings
@@ -476,6 +483,37 @@ class Runner:
         self._forget(parts)
         self.metrics.rebalanced("lost", len(partitions))
         _LOG.warning("lost %s (not committed; they will be redelivered)", _names(partitions))
+
+    def rewind(self) -> int:
+        """Exactly-once, after an aborted transaction: forget what was handled since the last
+        commit and consume again from the committed offsets; returns the partitions rewound.
+
+        Raises:
+            KafkaException: the committed offsets could not be read, or a seek failed.
+        """
+        tps = [TopicPartition(p.topic, p.partition) for p in self.parts.values()]
+        parts = self._release(tps)
+        if self.gates is not None:
+            self.gates.drop(parts)
+        self.flush_batches()
+        self.settle(parts, self.options.revoke_timeout_s, warn=False)
+        if any(p.in_flight for p in parts):
+            raise ConsumeError("records still in flight after an aborted transaction")
+        self._forget(parts)
+        committed = self.consumer.committed(tps, timeout=10)
+        for tp in tps:  # fresh states: nothing dispatched, empty dedup windows
+            part = self.parts[(tp.topic, tp.partition)] = PartitionState(tp.topic, tp.partition)
+            if self.options.dedup is not None:
+                self.processor.dedup[part] = DedupWindow(
+                    self.options.dedup, self.transport.monotonic
+                )
+        self.consumer.resume(tps)  # flow-control pauses were forgotten with the old states
+        earliest = self._consumer_config().get("auto.offset.reset") in ("earliest", "smallest")
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING if earliest else OFFSET_END
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        self.metrics.assigned.set(len(self.parts))
+        return len(tps)
 
     def _owned(self, partitions: list[TopicPartition]) -> list[PartitionState]:
         keys = [(tp.topic, tp.partition) for tp in partitions]

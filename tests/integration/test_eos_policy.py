@@ -113,3 +113,47 @@ def worker_assigned(bootstrap: str, group: str) -> bool:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
     return any(m.assignment.topic_partitions for m in desc.members)
+
+
+def test_an_aborted_transaction_is_handled_again_from_the_committed_offsets(
+    bootstrap_servers: str, unique: Callable[[str], str]
+) -> None:
+    """A send the broker refuses (here: larger than the topic's max.message.bytes) dooms the
+    transaction; the worker aborts it, consumes again from the committed offsets, and goes on:
+    the output is every input record once, and the refused send is never visible."""
+    topic, output, side = unique("eos-abort"), unique("eos-abort-out"), unique("eos-abort-side")
+    create_topics(bootstrap_servers, [topic, output], partitions=2)
+    create_topics(bootstrap_servers, [side], partitions=1, **{"max.message.bytes": "2000"})
+    total = produce_reminders(bootstrap_servers, topic, keys=10, per_key=20)
+    poison = "k3:7"  # the record whose first handling also sends a record too large for ``side``
+    handled: list[str] = []
+    worker = Worker(
+        group=unique("eos-g"),
+        topics=[topic],
+        settings=settings_for(bootstrap_servers),
+        exactly_once=True,
+        instance_id=unique("inst"),
+        transaction_records=50,
+    )
+
+    @worker.handler(ReminderDue)
+    def handle(event: ReminderDue, ctx: Context) -> None:
+        handled.append(event.message)
+        if event.message == poison and handled.count(poison) == 1:
+            noise = "".join(uuid.uuid4().hex for _ in range(600))  # 19 KB, even compressed
+            big = event.model_copy(update={"message": noise})
+            ctx.producer.send(big, key=ctx.key, topic=side)
+        ctx.producer.send(event, key=ctx.key, topic=output)
+
+    with running(worker) as state:
+        records = read_topic(
+            bootstrap_servers, output, total, timeout=90, read_committed=True, idle=2.0
+        )
+        aborted = state.sample("pipeline_worker_transactions_aborted_total")
+    codec_keys = [(m.key(), m.value()) for m in records]
+    assert len(records) == total, f"{len(records)} records for {total} inputs"
+    assert len(set(codec_keys)) == total  # each once: the aborted copies are not visible
+    assert aborted >= 1
+    assert handled.count(poison) == 2  # handled again after the abort
+    assert len(handled) > total  # the aborted transaction's records ran twice
+    assert read_topic(bootstrap_servers, side, 0, timeout=5, read_committed=True, idle=1.0) == []
