@@ -117,8 +117,11 @@ class PrivateKafka:
 
 def _free_port_block(size: int) -> int:
     """A base port where base..base+size-1 and the controller ports (+1000) are free."""
-    start = random.randrange(21092, 39000, 10)  # spread the private clusters of parallel runs
-    for base in [*range(start, 40000, 10), *range(21092, start, 10)]:
+    # Below Linux's ephemeral range (32768-60999): a client reconnecting to a killed broker's
+    # port there can be given that very port as its own and connect to itself (TCP
+    # self-connect), holding the port so the broker cannot start again.
+    start = random.randrange(21092, 31000, 10)  # spread the private clusters of parallel runs
+    for base in [*range(start, 31500, 10), *range(21092, start, 10)]:
         ports = [*range(base, base + size), *range(base + 1000, base + 1000 + size)]
         if all(_port_free(p) for p in ports):
             return base
