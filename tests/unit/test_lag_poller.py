@@ -312,3 +312,24 @@ def test_fast_exposition_matches_prometheus_client(rig: tuple[FakeAdmin, LagPoll
     body = exposition.render().decode()
     ages = [line for line in body.splitlines() if line.startswith("pipeline_lag_snapshot_age")]
     assert ages == ["pipeline_lag_snapshot_age_seconds 7.0"]
+
+
+@pytest.mark.parametrize("compat", [False, True])
+def test_snapshot_text_is_byte_identical_to_the_collector(
+    rig: tuple[FakeAdmin, LagPoller, Clock], compat: bool
+) -> None:
+    from pipeline.lag import LagExposition
+    from pipeline.lag._exposition import render_text
+
+    admin, poller, clock = rig
+    admin.groups['we"ird\\grp'] = {("t", 1): 3}
+    tick(poller, clock, admin)
+    tick(poller, clock, admin)
+    snap = poller.snapshot
+    assert any(p.committed is None or p.lag for g in snap.groups.values() for p in g.partitions)
+    collector = LagCollector(lambda: snap, compat_kafka_exporter=compat, age=False)
+    exposition = LagExposition(lambda: snap, compat_kafka_exporter=compat, clock=clock)
+    body = exposition.render()
+    expected = render_text(collector)
+    assert body.startswith(expected)
+    assert b'we\\"ird\\\\grp' in expected
