@@ -9,6 +9,7 @@ a poll hangs, or the staleness alert is blind) and the ``extra`` collectors.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import threading
 import time
@@ -75,26 +76,41 @@ class LagExposition:
         self._dynamic = CollectorRegistry()
         self._dynamic.register(_Age(snapshot, clock))
         self._lock = threading.Lock()
-        self._rendered: tuple[LagSnapshot | None, bytes] = (None, b"")
+        self._rendered: tuple[LagSnapshot | None, bytes, bytes] = (None, b"", b"")
+        """The snapshot, its text and that text gzip-compressed (swapped as one tuple)."""
 
     def refresh(self, snapshot: LagSnapshot | None = None) -> None:
         """Render the current snapshot (call after each poll)."""
         snap = snapshot or self._snapshot()
         with self._lock:
             if self._rendered[0] is not snap:
-                self._rendered = (snap, self._text.render(snap))
+                text = self._text.render(snap)
+                self._rendered = (snap, text, gzip.compress(text, compresslevel=1, mtime=0))
 
     def render(self) -> bytes:
         """The full ``/metrics`` body."""
         if self._rendered[0] is not self._snapshot():
             self.refresh()
+        return self._rendered[1] + self._scrape_time()
+
+    def render_gzip(self) -> bytes:
+        """The same body, gzip-compressed: the snapshot's text is compressed once per refresh,
+        and the per-scrape part follows as a second gzip member (RFC 1952 allows several; every
+        gzip reader, Prometheus's too, reads them as one stream)."""
+        if self._rendered[0] is not self._snapshot():
+            self.refresh()
+        return self._rendered[2] + gzip.compress(self._scrape_time(), compresslevel=1, mtime=0)
+
+    def _scrape_time(self) -> bytes:
+        """What changes between refreshes: the extra collectors and the snapshot age."""
         extra = b"".join(render_text(c) for c in self._extra)
-        return self._rendered[1] + extra + generate_latest(self._dynamic)
+        return extra + generate_latest(self._dynamic)
 
 
 class LagHTTPServer(ServiceHTTPServer):
-    """``/metrics`` from a :class:`LagExposition` (pre-rendered once per poll, so a scrape only
-    copies bytes), plus ``/healthz`` and ``/readyz``."""
+    """``/metrics`` from a :class:`LagExposition` (pre-rendered and pre-compressed once per
+    poll, so a scrape only copies bytes; gzip when the scraper accepts it, as Prometheus does),
+    plus ``/healthz`` and ``/readyz``."""
 
     def __init__(
         self,
@@ -104,4 +120,12 @@ class LagHTTPServer(ServiceHTTPServer):
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        super().__init__(None, healthy, ready, host, port, render=exposition.render)
+        super().__init__(
+            None,
+            healthy,
+            ready,
+            host,
+            port,
+            render=exposition.render,
+            render_gzip=exposition.render_gzip,
+        )

@@ -26,6 +26,9 @@ __all__ = ["TP", "AdminFetcher", "GroupDescription", "GroupListing"]
 
 TP = tuple[str, int]
 
+OFFSETS_CHUNK = 1000
+"""Partitions per ``ListOffsets`` admin request."""
+
 _STATE_NAMES = {
     "STABLE": "Stable",
     "EMPTY": "Empty",
@@ -192,47 +195,60 @@ class AdminFetcher:
             if topic.error is None and not name.startswith("__")
         }
 
-    def _list_offsets(
-        self, keys: list[_TP], spec: OffsetSpec, isolation: IsolationLevel, what: str
-    ) -> dict[TP, int | PipelineError]:
-        """One ``ListOffsets`` call for every partition: offset (or error) per partition.
+    def _send_list_offsets(
+        self, keys: list[_TP], spec: OffsetSpec, isolation: IsolationLevel
+    ) -> list[tuple[list[_TP], concurrent.futures.Future[Any] | PipelineError]]:
+        """Send ``ListOffsets`` for ``keys`` in chunks, each with ONE future; wait for none.
 
         ``AdminClient.list_offsets`` makes a ``Future`` per partition (about 50 us each here, so
-        30,000 of them cost seconds at 10,000 partitions). For the real client this calls the
-        C implementation with ONE future for the whole request, which resolves to the same
-        ``{TopicPartition: ListOffsetsResultInfo | KafkaError}`` map the per-partition futures
-        are filled from. Any other admin (a test double) goes through the public method.
+        30,000 of them cost seconds at 10,000 partitions), and librdkafka's time per request
+        grows faster than its size: chunks of :data:`OFFSETS_CHUNK` partitions, all in flight at
+        once, keep a round linear. This calls the client's C implementation with one future per
+        chunk, which resolves to the ``{TopicPartition: ListOffsetsResultInfo | KafkaError}``
+        map the public method fills its per-partition futures from.
         """
-        if not isinstance(self._admin, _AdminClientImpl) or not hasattr(
-            _AdminClientImpl, "list_offsets"
-        ):
-            return self._list_offsets_public(keys, spec, isolation, what)
-        request = [_TP(k.topic, k.partition, int(spec._value)) for k in keys]
-        whole: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        whole.set_running_or_notify_cancel()
-        try:
-            _AdminClientImpl.list_offsets(
-                self._admin,
-                request,
-                whole,
-                request_timeout=self._timeout,
-                isolation_level_value=isolation.value,
-            )
-        except KafkaException as exc:
-            return dict.fromkeys(((k.topic, k.partition) for k in keys), kafka_error(exc, what))
-        try:
-            results = resolve(whole, what, self._timeout + 5)
-        except PipelineError as exc:
-            return dict.fromkeys(((k.topic, k.partition) for k in keys), exc)
+        sent: list[tuple[list[_TP], concurrent.futures.Future[Any] | PipelineError]] = []
+        for start in range(0, len(keys), OFFSETS_CHUNK):
+            chunk = keys[start : start + OFFSETS_CHUNK]
+            request = [_TP(k.topic, k.partition, int(spec._value)) for k in chunk]
+            whole: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            whole.set_running_or_notify_cancel()
+            try:
+                _AdminClientImpl.list_offsets(
+                    self._admin,
+                    request,
+                    whole,
+                    request_timeout=self._timeout,
+                    isolation_level_value=isolation.value,
+                )
+            except KafkaException as exc:
+                sent.append((chunk, kafka_error(exc, "listing offsets")))
+                continue
+            sent.append((chunk, whole))
+        return sent
+
+    def _collect_list_offsets(
+        self,
+        sent: list[tuple[list[_TP], concurrent.futures.Future[Any] | PipelineError]],
+        what: str,
+    ) -> dict[TP, int | PipelineError]:
         out: dict[TP, int | PipelineError] = {}
-        for key, value in results.items():
-            tp = (key.topic, key.partition)
-            if isinstance(value, KafkaError):
-                out[tp] = kafka_error(KafkaException(value), f"{what} of {tp}")
-            else:
-                out[tp] = value.offset
-        for k in keys:  # a partition the response left out
-            out.setdefault((k.topic, k.partition), PipelineError(f"{what}: no answer"))
+        for chunk, whole in sent:
+            try:
+                if isinstance(whole, PipelineError):
+                    raise whole
+                results = resolve(whole, what, self._timeout + 5)
+            except PipelineError as exc:
+                out.update(dict.fromkeys(((k.topic, k.partition) for k in chunk), exc))
+                continue
+            for key, value in results.items():
+                tp = (key.topic, key.partition)
+                if isinstance(value, KafkaError):
+                    out[tp] = kafka_error(KafkaException(value), f"{what} of {tp}")
+                else:
+                    out[tp] = value.offset
+            for k in chunk:  # a partition the response left out
+                out.setdefault((k.topic, k.partition), PipelineError(f"{what}: no answer"))
         return out
 
     def _list_offsets_public(
@@ -266,12 +282,17 @@ class AdminFetcher:
             ("latest", latest, IsolationLevel.READ_UNCOMMITTED),
             ("stable", latest, IsolationLevel.READ_COMMITTED),
         )
-        with concurrent.futures.ThreadPoolExecutor(len(specs)) as pool:
-            calls = [
-                pool.submit(self._list_offsets, keys, spec, iso, f"listing {name} offsets")
+        if isinstance(self._admin, _AdminClientImpl) and hasattr(_AdminClientImpl, "list_offsets"):
+            sent = [self._send_list_offsets(keys, spec, iso) for _, spec, iso in specs]
+            starts, highs, stables = (
+                self._collect_list_offsets(chunks, f"listing {name} offsets")
+                for (name, _, _), chunks in zip(specs, sent, strict=True)
+            )
+        else:  # not librdkafka's client (a test double): the public per-partition futures
+            starts, highs, stables = (
+                self._list_offsets_public(keys, spec, iso, f"listing {name} offsets")
                 for name, spec, iso in specs
-            ]
-            starts, highs, stables = (c.result() for c in calls)
+            )
         out: dict[TP, PartitionOffsets | PipelineError] = {}
         for key in keys:
             tp = (key.topic, key.partition)

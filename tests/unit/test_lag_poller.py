@@ -333,3 +333,31 @@ def test_snapshot_text_is_byte_identical_to_the_collector(
     expected = render_text(collector)
     assert body.startswith(expected)
     assert b'we\\"ird\\\\grp' in expected
+
+
+def test_metrics_are_served_gzipped_to_a_scraper_that_accepts_it(
+    rig: tuple[FakeAdmin, LagPoller, Clock],
+) -> None:
+    import gzip
+    import urllib.request
+
+    from pipeline.lag import LagExposition, LagHTTPServer
+
+    admin, poller, clock = rig
+    tick(poller, clock, admin)
+    exposition = LagExposition(lambda: poller.snapshot, compat_kafka_exporter=True, clock=clock)
+    poller_snapshot = poller.snapshot
+    exposition.refresh(poller_snapshot)
+    with LagHTTPServer(exposition, lambda: True, lambda: True) as server:
+        plain = urllib.request.urlopen(f"{server.url}/metrics", timeout=10)
+        request = urllib.request.Request(
+            f"{server.url}/metrics", headers={"Accept-Encoding": "gzip"}
+        )
+        packed = urllib.request.urlopen(request, timeout=10)
+        assert plain.headers.get("Content-Encoding") is None
+        assert packed.headers["Content-Encoding"] == "gzip"
+        body, zipped = plain.read(), packed.read()
+    assert len(zipped) < len(body)
+    assert gzip.decompress(zipped) == body
+    assert b"pipeline_lag_snapshot_age_seconds" in body
+    assert b"kafka_consumergroup_lag{" in body
