@@ -55,7 +55,7 @@ def _setup(servers: str, tag: str, groups: int, partitions: int) -> None:
             [NewTopic(t, per_topic, 1) for t in batch], operation_timeout=120
         ).values():
             future.result(timeout=180)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600
     while True:  # every partition has a leader
         meta = admin.list_topics(timeout=30).topics
         ready = sum(
