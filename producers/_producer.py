@@ -350,12 +350,7 @@ class EventProducer(ModeSends):
         try:
             yield self
         except BaseException:
-            deadline = time.monotonic() + timeout
-            retrying(
-                lambda: client.abort_transaction(max(0.1, deadline - time.monotonic())),
-                "aborting a transaction",
-                deadline,
-            )
+            retrying(client.abort_transaction, "aborting a transaction", timeout)
             raise
         commit(client, timeout)
 
@@ -364,13 +359,10 @@ class EventProducer(ModeSends):
     ) -> None:
         """Add a consumer's offsets to the open transaction (consume-transform-produce)."""
         client = self._holder.get()
-        deadline = time.monotonic() + timeout
         retrying(
-            lambda: client.send_offsets_to_transaction(
-                offsets, group_metadata, max(0.1, deadline - time.monotonic())
-            ),
+            lambda left: client.send_offsets_to_transaction(offsets, group_metadata, left),
             "sending offsets to the transaction",
-            deadline,
+            timeout,
         )
 
     # -- internals ----------------------------------------------------------------------------
