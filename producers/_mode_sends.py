@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, Unpack, overload
 
 from pipeline._errors import ConfigError, RequestError
 from pipeline._guarantee import DeliveryGuarantee, parse_guarantee
@@ -13,6 +13,7 @@ from pipeline.avro._events import Event
 from ._delivery import DeliveryCallback, DeliveryFuture
 from ._headers import HeaderInput
 from ._modes import DeliveryModes, QuorumFuture, check_guarantee
+from ._send_keywords import EventSendKeywords
 from ._sending import Key
 
 __all__ = ["ModeSends"]
@@ -56,32 +57,16 @@ class ModeSends:
         self,
         event: Event,
         *,
-        key: Key = None,
-        topic: str | None = None,
-        headers: HeaderInput = None,
-        deliver_at: datetime | None = None,
-        delay: timedelta | None = None,
-        on_delivery: DeliveryCallback | None = None,
-        priority: int | None = None,
         guarantee: Literal[DeliveryGuarantee.QUORUM],
-        required_acks: int | None = None,
-        timeout: float = 30.0,
+        **options: Unpack[EventSendKeywords],
     ) -> QuorumFuture: ...
     @overload
     def send(
         self,
         event: Event,
         *,
-        key: Key = None,
-        topic: str | None = None,
-        headers: HeaderInput = None,
-        deliver_at: datetime | None = None,
-        delay: timedelta | None = None,
-        on_delivery: DeliveryCallback | None = None,
-        priority: int | None = None,
         guarantee: DeliveryGuarantee | str | None = None,
-        required_acks: int | None = None,
-        timeout: float = 30.0,
+        **options: Unpack[EventSendKeywords],
     ) -> DeliveryFuture | None: ...
     def send(
         self,
