@@ -20,7 +20,6 @@ from pipeline._errors import (
     ConfigError,
     ProduceError,
     RateLimitExceeded,
-    RecordTooLargeError,
     UndeliveredRecordsError,
 )
 from pipeline._names import SCHEDULER_TOPIC
@@ -41,13 +40,13 @@ from ._outbox import Outbox
 from ._outbox_metrics import OutboxMetrics
 from ._outbox_records import OutboxConfig
 from ._priority import check_levels, priority_target
+from ._record_size import check_record_size
 from ._sending import Key
 
 __all__ = ["EventProducer"]
 
 _Wire = list[tuple[str, str | bytes | None]]
 _DEFAULT_MAX_BYTES = 1_000_000
-_HEADER_OVERHEAD = 16  # approximate per-header framing bytes in a record batch
 _HEADER_SLACK = 4096  # below max - slack, headers cannot push a record over: skip counting
 _default_metrics: ProducerMetrics | None = None
 _default_outbox_metrics: OutboxMetrics | None = None
@@ -477,9 +476,7 @@ class EventProducer(ModeSends):
         if self._rate is not None and not self._rate.wait(self._max_block):
             limit = self._rate.limit.per_second
             raise RateLimitExceeded(f"no send allowed at {limit:g}/s within {self._max_block}s")
-        size = len(value or b"") + len(key or b"")
-        if size > self._size_check_above:
-            self._check_size(topic, size, headers or [])
+        check_record_size(topic, value, key, headers, self._size_check_above, self._max_bytes)
         if self.outbox is not None and holder is self._holder:
             self.outbox.send(topic, value, key, headers, report, self._queue_live)
             return
@@ -517,14 +514,6 @@ class EventProducer(ModeSends):
         self._sends += 1
         if not self._sends & INLINE_POLL_MASK:
             holder.serve(client)
-
-    def _check_size(self, topic: str, size: int, headers: list[tuple[str, bytes | None]]) -> None:
-        size += sum(len(k) + len(v or b"") + _HEADER_OVERHEAD for k, v in headers)
-        if size > self._max_bytes:
-            raise RecordTooLargeError(
-                f"record for {topic} is {size} bytes, over the producer limit "
-                f"message.max.bytes={self._max_bytes}"
-            )
 
 
 def _key_bytes(key: Key, event: Event) -> bytes | None:
