@@ -19,7 +19,6 @@ from pipeline._delay import scheduled_headers
 from pipeline._errors import (
     ConfigError,
     RateLimitExceeded,
-    RecordTooLargeError,
     UndeliveredRecordsError,
 )
 from pipeline._names import SCHEDULER_TOPIC
@@ -40,6 +39,7 @@ from ._outbox import Outbox
 from ._outbox_metrics import OutboxMetrics
 from ._outbox_records import OutboxConfig
 from ._priority import check_levels, priority_target
+from ._record_size import check_record_size
 from ._sending import Key
 from ._txn import call, commit, retrying
 
@@ -47,7 +47,6 @@ __all__ = ["EventProducer"]
 
 _Wire = list[tuple[str, str | bytes | None]]
 _DEFAULT_MAX_BYTES = 1_000_000
-_HEADER_OVERHEAD = 16  # approximate per-header framing bytes in a record batch
 _HEADER_SLACK = 4096  # below max - slack, headers cannot push a record over: skip counting
 _default_metrics: ProducerMetrics | None = None
 _default_outbox_metrics: OutboxMetrics | None = None
@@ -478,9 +477,7 @@ class EventProducer(ModeSends):
         if self._rate is not None and not self._rate.wait(self._max_block):
             limit = self._rate.limit.per_second
             raise RateLimitExceeded(f"no send allowed at {limit:g}/s within {self._max_block}s")
-        size = len(value or b"") + len(key or b"")
-        if size > self._size_check_above:
-            self._check_size(topic, size, headers or [])
+        check_record_size(topic, value, key, headers, self._size_check_above, self._max_bytes)
         if self.outbox is not None and holder is self._holder:
             self.outbox.send(topic, value, key, headers, report, self._queue_live)
             return
@@ -518,14 +515,6 @@ class EventProducer(ModeSends):
         self._sends += 1
         if not self._sends & INLINE_POLL_MASK:
             holder.serve(client)
-
-    def _check_size(self, topic: str, size: int, headers: list[tuple[str, bytes | None]]) -> None:
-        size += sum(len(k) + len(v or b"") + _HEADER_OVERHEAD for k, v in headers)
-        if size > self._max_bytes:
-            raise RecordTooLargeError(
-                f"record for {topic} is {size} bytes, over the producer limit "
-                f"message.max.bytes={self._max_bytes}"
-            )
 
 
 def _key_bytes(key: Key, event: Event) -> bytes | None:
