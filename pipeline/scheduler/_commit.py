@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -14,6 +15,7 @@ from pipeline._retriable import retry_retriable
 
 from ._records import SchedulerConfig
 from ._state import HeldRecords, PartitionState
+from ._topics import TopicExistence
 
 __all__ = ["ENTRY_TIER", "CommitMixin"]
 
@@ -21,6 +23,10 @@ _LOG = logging.getLogger("pipeline.scheduler")
 ENTRY_TIER = "entry"
 # Longest wait for the producer before a periodic at-least-once commit.
 _FLUSH_TIMEOUT_S = 10.0
+
+# Transactional producers replaced at most this often (see ``_renew_producer``).
+_MAX_RENEWALS = 3
+_RENEWAL_WINDOW_S = 300.0
 
 
 class CommitMixin:
@@ -39,6 +45,9 @@ class CommitMixin:
     _tiers: dict[str, int]
     _last_commit: float
     _txn_open: bool = False
+    _renewed: list[float]  # when transactional producers were replaced, lately
+    _new_producer: Callable[[], Any]  # a producer built like the first one
+    _topics: TopicExistence | None
 
     def _begin(self) -> None:
         self._producer.begin_transaction()
@@ -107,18 +116,49 @@ class CommitMixin:
             for part, previous in points:
                 part.last_commit = previous
             if err.fatal():
-                raise FatalProducerError(f"transactional producer failed: {err.str()}") from exc
-            _LOG.warning("transaction failed (%s); aborting and rewinding", err.str())
-            try:
-                retry_retriable(self._producer.abort_transaction, 60.0)
-            except KafkaException as fatal:
-                raise FatalProducerError(
-                    f"aborting the transaction failed: {fatal.args[0].str()}"
-                ) from fatal
+                self._renew_producer(exc)
+            else:
+                _LOG.warning("transaction failed (%s); aborting and rewinding", err.str())
+                try:
+                    retry_retriable(self._producer.abort_transaction, 60.0)
+                except KafkaException as fatal:
+                    self._renew_producer(fatal)
             self._txn_open = False
             self._rewind()
         if reopen:
             self._begin()
+
+    def _renew_producer(self, exc: KafkaException) -> None:
+        """Replace a transactional producer that failed fatally, as Kafka Streams does when a
+        task's producer is fenced: librdkafka fails an abort with a fatal ``INVALID_TXN_STATE``
+        after the coordinator moved (confluentinc/librdkafka#4849), and fences itself when a
+        request with its old epoch lands after it bumped the epoch (the coordinator moved
+        mid-transaction). A new producer with the same transactional id aborts the old one's
+        transaction (``init_transactions``); the caller then rewinds to the committed offsets.
+        More than ``_MAX_RENEWALS`` in ``_RENEWAL_WINDOW_S`` (two instances configured with
+        one id fence each other): ``FatalProducerError``."""
+        err = exc.args[0]
+        now = time.monotonic()
+        self._renewed = [t for t in self._renewed if now - t < _RENEWAL_WINDOW_S] + [now]
+        if len(self._renewed) > _MAX_RENEWALS:
+            raise FatalProducerError(
+                f"transactional producer failed {len(self._renewed)} times in "
+                f"{_RENEWAL_WINDOW_S:.0f}s (is another scheduler running with instance id "
+                f"{self._config.instance_id!r}?): {err.str()}"
+            ) from exc
+        _LOG.warning("transactional producer failed (%s); replacing it", err.str())
+        old = self._producer
+        old.purge()  # its records belong to the doomed transaction: reported now, not later
+        old.flush(0)
+        self._broken.clear()  # those reports: the rewind that follows covers every partition
+        self._producer = self._new_producer()
+        self._topics = TopicExistence(self._producer)  # the old client is let go
+        try:
+            self._producer.init_transactions(30.0)
+        except KafkaException as failed:
+            raise FatalProducerError(
+                f"a new transactional producer could not start: {failed.args[0].str()}"
+            ) from failed
 
     def _rewind(self) -> None:
         """After an aborted transaction, read every partition again from its committed offset."""

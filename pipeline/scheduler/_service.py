@@ -179,7 +179,9 @@ class Scheduler(CommitMixin):
             consumer_conf["group.remote.assignor"] = "range"
         else:
             consumer_conf["partition.assignment.strategy"] = "range"
-        self._producer = Producer(self._settings.producer_config(**producer_conf))
+        self._renewed = []
+        self._new_producer = lambda: Producer(self._settings.producer_config(**producer_conf))
+        self._producer = self._new_producer()
         self._consumer = Consumer(self._settings.consumer_config(cfg.group, **consumer_conf))
         self._topics = TopicExistence(self._producer)
         self._lag = LagProbe(self._settings, self.metrics)
