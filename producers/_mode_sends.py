@@ -18,6 +18,7 @@ from ._sending import Key
 __all__ = ["ModeSends"]
 
 R = TypeVar("R", bound=Event)
+_FIRE_AND_FORGET = DeliveryGuarantee.FIRE_AND_FORGET
 _Encoded = tuple[str, bytes, bytes | None, list[tuple[str, bytes | None]]]
 
 
@@ -131,6 +132,9 @@ class ModeSends:
             ConfigError: a guarantee that is not chosen per send, or ``required_acks``
                 without ``QUORUM``; no topic, or ``priority`` is not a level of it.
         """
+        if guarantee is _FIRE_AND_FORGET and required_acks is None:  # its hot path, first
+            self._fire_and_forget(event, key, topic, headers, deliver_at, delay, priority)
+            return None
         if guarantee is not None or required_acks is not None:
             mode = None if guarantee is None else parse_guarantee(guarantee)
             check_guarantee(mode, required_acks)
@@ -198,4 +202,5 @@ class ModeSends:
         target, value, key_bytes, record_headers = self._encode(
             event, key, topic, headers, deliver_at, delay, priority
         )
-        self.modes.fire_and_forget.send(target, value, key_bytes, record_headers)
+        ff = self.modes._ff  # built on first use (the property takes a lock)
+        (ff or self.modes.fire_and_forget).send(target, value, key_bytes, record_headers)
