@@ -25,6 +25,11 @@ def timed_rate(fn: Callable[[], int]) -> float:
 
 def emit(bench: str, ratio: float, **figures: Any) -> None:
     """Print the closing JSON line: ``bench``, ``ratio`` and the other named figures."""
-    out = {"bench": bench, "ratio": round(ratio, 4)}
-    out.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in figures.items()})
-    print(json.dumps(out))
+    out: dict[str, Any] = {"bench": bench, "ratio": _number(ratio, 4)}
+    out.update({k: (_number(v, 6) if isinstance(v, float) else v) for k, v in figures.items()})
+    print(json.dumps(out, allow_nan=False))
+
+
+def _number(value: float, digits: int) -> float | None:
+    """A rounded figure, or None (JSON null) for one that was not measured (NaN)."""
+    return None if value != value else round(value, digits)

@@ -62,12 +62,14 @@ class Bed:
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *, exactly_once: bool = False) -> None:
         cmd = [sys.executable, "-m", "pipeline", "--bootstrap-servers", self.servers,
                "scheduler", "run", "--topic", self.config.topic, "--tiers", TIERS,
                "--dlq-topic", self.config.dlq_topic, "--group", self.config.group,
                "--no-create-topics", "--metrics-host", "127.0.0.1",
                "--metrics-port", str(self.port)]  # fmt: skip
+        if exactly_once:
+            cmd.append("--exactly-once")
         env = None
         if _ROOT:
             env = {**os.environ, "PYTHONPATH": _ROOT}

@@ -59,6 +59,7 @@ class BatchWork(Work):
         super().__init__(part, first.msg, first.offset)
         self.records = records
         self.spec = spec
+        self.weight = len(records)
 
 
 class Batcher:
@@ -121,16 +122,51 @@ class Batcher:
         return sum(len(r) for _, r, _ in self._open.values())
 
 
-def run_batch(proc: Any, batch: BatchWork) -> None:
-    """Run one batch on a worker thread; ``proc`` is the ``Processor`` (the error boundary)."""
-    works: list[Work] = []
-    events: list[Any] = []
-    attempts: list[int] = []
-    seen: list[bytes | None] = []  # event ids to remember once handled (dedup windows)
-    ids: set[bytes] = set()  # ... and those already in this batch
+def run_batch(proc: Any, batch: BatchWork, inline: bool = False) -> None:
+    """Run one batch; ``proc`` is the ``Processor`` (the error boundary).
+
+    On the poll thread (``inline``) a failed attempt that is to be retried in place is not
+    waited for: ``batch.resume`` then holds where to go on, and the batch goes to a worker
+    thread, which backs off and retries it (see ``Processor.inline``).
+    """
+    resume = batch.resume
+    if resume is None:
+        state = _prepare(proc, batch)
+        if state is None:
+            return
+        extra = 0
+    else:
+        batch.resume = None
+        state, extra, delay = resume
+        if batch.part.revoked or proc._stopping.wait(delay):
+            for work in state.works:
+                proc._finish(work, True)  # revoked or shutting down: redelivered later
+            return
+    _attempts(proc, batch, state, extra, inline)
+
+
+class _Prepared:
+    """A batch's records that are to be handled, decoded, with their attempts and event ids."""
+
+    __slots__ = ("attempts", "events", "seen", "window", "works")
+
+    def __init__(self, window: Any) -> None:
+        self.works: list[Work] = []
+        self.events: list[Any] = []
+        self.attempts: list[int] = []
+        self.seen: list[bytes | None] = []  # event ids to remember once handled (dedup)
+        self.window = window
+
+
+def _prepare(proc: Any, batch: BatchWork) -> _Prepared | None:
+    """Decode the batch; finish revoked, expired, duplicate and undecodable records on the way."""
     spec, codec = batch.spec, proc._codec
     now_ms = time.time_ns() // 1_000_000
     window = proc.dedup.get(batch.part) if proc.dedup else None
+    state = _Prepared(window)
+    works, events, attempts, seen = state.works, state.events, state.attempts, state.seen
+    ids: set[bytes] = set()  # event ids already in this batch
+    decode, model = codec.decode, spec.model
     for work in batch.records:
         if work.part.revoked:
             proc._finish(work, True)
@@ -146,7 +182,7 @@ def run_batch(proc: Any, batch: BatchWork) -> None:
             proc._finish(work, False)
             continue
         try:
-            events.append(codec.decode(cast(bytes, work.msg.value()), spec.model))
+            events.append(decode(cast(bytes, work.msg.value()), model))
         except DecodeError as exc:
             proc._dead_letter(work, "undecodable", str(exc), trace_of(exc), attempt)
             continue
@@ -155,11 +191,14 @@ def run_batch(proc: Any, batch: BatchWork) -> None:
         seen.append(event_id)
         if event_id:
             ids.add(event_id)
-    if not works:
-        return
-    policy, label = proc._policy, spec.event_type
-    topic = batch.part.topic
-    extra = 0  # in-place attempts of the whole batch so far
+    return state if works else None
+
+
+def _attempts(proc: Any, batch: BatchWork, state: _Prepared, extra: int, inline: bool) -> None:
+    """Call the handler (again, in place, while the policy allows) and settle each record."""
+    works, events, attempts = state.works, state.events, state.attempts
+    spec, policy = batch.spec, proc._policy
+    label, topic = spec.event_type, batch.part.topic
     clock = time.perf_counter
     while True:
         group, producer = proc._group, proc._producer
@@ -191,6 +230,9 @@ def run_batch(proc: Any, batch: BatchWork) -> None:
                     exc,
                     delay,
                 )
+                if inline:  # the poll thread never waits for a backoff: a thread goes on
+                    batch.resume = (state, extra + 1, delay)
+                    return
                 if proc._stopping.wait(delay):
                     for work in works:
                         proc._finish(work, True)  # shutting down: redelivered later
@@ -202,6 +244,7 @@ def run_batch(proc: Any, batch: BatchWork) -> None:
                 _hand_off(proc, work, exc, attempt + extra, label)
             return
         took = (clock() - start) / len(works)
+        window, seen = state.window, state.seen
         done: list[Work] = []
         for i, (work, attempt) in enumerate(zip(works, attempts, strict=True)):
             failure = failures.get(i)

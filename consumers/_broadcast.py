@@ -9,11 +9,12 @@ produced while it runs), under a throwaway id ``<group>.broadcast.anon-<random>`
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from pipeline._errors import ConfigError, ConsumeError
 from pipeline._names import broadcast_group
@@ -58,7 +59,7 @@ class Broadcast:
             for tp in partitions:
                 offset = start.get((tp.topic, tp.partition))
                 if offset is None:
-                    _low, offset = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
+                    offset = _end(consumer, tp)
                 tp.offset = offset
         except KafkaException as exc:
             raise ConsumeError(f"broadcast assignment failed: {exc.args[0]}") from exc
@@ -72,8 +73,43 @@ class Broadcast:
         )
 
 
+_TRANSIENT = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+}
+
+
+def _end(consumer: Any, tp: TopicPartition) -> int:
+    """The partition's end offset, waiting (up to the timeout) while its leader is elected.
+
+    A topic created a moment ago may have no leader yet: that is not a reason to fail.
+    """
+    deadline = time.monotonic() + _TIMEOUT_S
+    delay = 0.05
+    while True:
+        try:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
+            return int(high)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is None or err.code() not in _TRANSIENT or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)  # bounded back-off before asking the (new) leader again
+        delay = min(delay * 2, 1.0)
+
+
 def _partitions(consumer: Any, topic: str) -> list[int]:
-    meta = consumer.list_topics(topic, timeout=_TIMEOUT_S).topics.get(topic)
-    if meta is None or meta.error is not None or not meta.partitions:
-        raise ConsumeError(f"broadcast: topic {topic} does not exist (create it first)")
-    return list(meta.partitions)
+    """The topic's partitions; metadata of a topic created a moment ago may lag: wait a bit."""
+    deadline = time.monotonic() + _TIMEOUT_S
+    delay = 0.05
+    while True:
+        meta = consumer.list_topics(topic, timeout=_TIMEOUT_S).topics.get(topic)
+        if meta is not None and meta.error is None and meta.partitions:
+            return list(meta.partitions)
+        if time.monotonic() >= deadline:
+            raise ConsumeError(f"broadcast: topic {topic} does not exist (create it first)")
+        time.sleep(delay)  # bounded back-off: the broker may not have propagated it yet
+        delay = min(delay * 2, 1.0)

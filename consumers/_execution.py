@@ -227,7 +227,8 @@ class InlineExecution(Execution):
         wall = clock() - start
         if rest:
             self.executor.submit_many(rest)  # inline again once the threads are done with it
-        self._measure(count - len(rest), wall, time.thread_time() - cpu)
+        ran = count - len(rest)  # records, a batch of a batch handler counting as its records
+        self._measure(sum(w.weight for _, w in batch[:ran]), wall, time.thread_time() - cpu)
         if self._item_s > _INLINE_ITEM_S or self._cpu_share < _INLINE_CPU:
             self._fall_back(time.monotonic())
         elif rest:

@@ -62,10 +62,17 @@ class KeyedExecutor(Generic[T]):
     stuck in a slow item, so their next items are not held back for long.
     """
 
-    def __init__(self, fn: Callable[[T], None], concurrency: int, name: str = "worker") -> None:
+    def __init__(
+        self,
+        fn: Callable[[T], None],
+        concurrency: int,
+        name: str = "worker",
+        weigh: Callable[[T], int] | None = None,
+    ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self._fn = fn
+        self._weigh = weigh  # how many units an item counts for in ``load`` (default 1)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._lanes: dict[Hashable, deque[T]] = {}
@@ -180,7 +187,7 @@ class KeyedExecutor(Generic[T]):
 
     def _loop(self, slot: _Slot) -> None:
         fn, lock, ready, lanes = self._fn, self._lock, self._ready, self._lanes
-        done = slot.done
+        done, weigh = slot.done, self._weigh
         thread_time, clock = time.thread_time, time.perf_counter
         entry: tuple[Hashable | None, T] | None = None
         count, cpu0, wall0 = 0, thread_time(), clock()
@@ -218,7 +225,7 @@ class KeyedExecutor(Generic[T]):
                 check = True
             else:
                 check = False
-            count += 1
+            count += 1 if weigh is None else weigh(item)
             if wall - wall0 >= _SAMPLE_S or count >= _SAMPLE_N:
                 cpu = thread_time()
                 self._adapt(cpu - cpu0, wall, count)

@@ -98,6 +98,13 @@ class WorkerMetrics:
             [GROUP],
             registry=registry,
         ).labels(group)
+        self.transactions_aborted = Counter(
+            "pipeline_worker_transactions_aborted_total",
+            "Exactly-once transactions aborted and handled again from the committed offsets "
+            "(a partition leader or the transaction coordinator moved).",
+            [GROUP],
+            registry=registry,
+        ).labels(group)
         gauge: Callable[[str, str], Any] = lambda name, doc: Gauge(  # noqa: E731
             name, doc, [GROUP], registry=registry
         ).labels(group)

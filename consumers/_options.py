@@ -48,10 +48,18 @@ class WorkerOptions:
         drain_timeout_s: on shutdown, how long in-flight work may finish.
         revoke_timeout_s: on a revoke, how long in-flight work of those partitions may finish
             (keep it below ``max.poll.interval.ms``).
+        orphan_check_s: while the worker owns no partition of one of its topics, every this many
+            seconds it checks whether its Stable group leaves partitions of that topic unowned,
+            and if so rejoins (unsubscribe, subscribe) so that a rebalance hands them out; 0
+            disables. Not for topic patterns; see README "Orphaned partitions".
         retry: the retry policy.
         write_backoff: backoff between attempts to write a retry or DLQ copy that failed.
         dedup: skip already handled ``ce_id`` values (None: off).
         exactly_once: consume, produce and commit in one transaction (``read_committed`` input).
+        transaction_records: exactly-once: commit the open transaction once it holds this
+            many records ...
+        transaction_interval_s: ... or once it is this old (longer when commits are slow,
+            up to 2 s), or when a poll brings nothing (README "Exactly-once").
         guarantee: the delivery mode (README "Delivery modes"): ``AT_LEAST_ONCE`` (the
             default), ``EXACTLY_ONCE`` (same as ``exactly_once=True``) or ``BROADCAST``
             (every instance reads every partition; retries all run in place, there is no
@@ -77,12 +85,15 @@ class WorkerOptions:
     commit_every: int = 10_000
     drain_timeout_s: float = 30.0
     revoke_timeout_s: float = 10.0
+    orphan_check_s: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     write_backoff: Backoff = field(
         default_factory=lambda: Backoff(base=0.5, factor=2.0, max=30.0, jitter=0.1)
     )
     dedup: Dedup | None = None
     exactly_once: bool = False
+    transaction_records: int = 10_000
+    transaction_interval_s: float = 0.1
     guarantee: DeliveryGuarantee | None = None
     instance_id: str | None = None
     static_membership: bool = False
@@ -97,6 +108,8 @@ class WorkerOptions:
             raise ConfigError("concurrency, max_in_flight and batch_size must be >= 1")
         if self.commit_every < 1 or self.commit_interval_s <= 0 or self.poll_timeout_s < 0:
             raise ConfigError("commit_every >= 1, commit_interval_s > 0, poll_timeout_s >= 0")
+        if self.transaction_records < 1 or self.transaction_interval_s <= 0:
+            raise ConfigError("transaction_records must be >= 1, transaction_interval_s > 0")
         if self.ordering not in ("key", "partition"):
             raise ConfigError(f"ordering must be 'key' or 'partition', got {self.ordering!r}")
         if self.static_membership and not self.instance_id:

@@ -100,13 +100,14 @@ class Processor:
         """Handle ``work`` on the poll thread; False when it must go on on a worker thread.
 
         That is when its first attempt failed and is to be retried in place after a backoff:
-        the poll thread never waits for one. ``work.resume`` then holds where to go on. A
-        batch always goes on on a worker thread.
+        the poll thread never waits for one. ``work.resume`` then holds where to go on (for
+        a batch too).
         """
-        if work.__class__ is BatchWork:
-            return False
         try:
-            self._process(work, True)
+            if work.__class__ is BatchWork:
+                run_batch(self, work, inline=True)
+            else:
+                self._process(work, True)
         except Exception as exc:  # a bug or a broken producer: stop the worker, lose nothing
             _LOG.exception("%s: processing failed unexpectedly", work.where)
             self._finish(work, True)

@@ -6,9 +6,17 @@ import logging
 import threading
 import time
 from collections import deque
+from operator import attrgetter
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from pipeline._errors import ConfigError, ConsumeError, KafkaOperationError
 from pipeline._settings import Settings, load_settings
@@ -19,7 +27,7 @@ from ._broadcast import Broadcast
 from ._commits import Committer
 from ._dead_letter import CopyWriter
 from ._dedup import DedupWindow
-from ._eos import TransactionalLoop
+from ._eos import TRANSACTIONAL_PRODUCER_CONFIG, TransactionalLoop
 from ._execution import EventLoopThread, Execution, InlineExecution, SerialExecution
 from ._flow import FlowControl
 from ._gate_metrics import GateMetrics
@@ -27,6 +35,7 @@ from ._gates import Gates
 from ._keyed import KeyedExecutor
 from ._metrics import WorkerMetrics
 from ._offsets import PartitionState
+from ._orphans import OrphanWatch
 from ._priority import PREFETCH, PriorityScheduler, subscription
 from ._process import Processor
 from ._spec import WorkerSpec
@@ -108,12 +117,13 @@ class Runner:
             instance = options.instance_id or f"{worker.group}-{id(self):x}"
             transactional_id = f"{worker.group}.worker.{instance}"
         serial = self.transport.serial
+        tuning = TRANSACTIONAL_PRODUCER_CONFIG if transactional_id else {}
         self.producer = self.transport.producer(
             self._settings,
             codec=codec,
             registry=worker.registry,
             transactional_id=transactional_id,
-            config={"message.timeout.ms": 30000, **options.producer_config},
+            config={"message.timeout.ms": 30000, **tuning, **options.producer_config},
             scheduler_topic=options.scheduler_topic,
         )
         self.writer = CopyWriter(
@@ -135,18 +145,15 @@ class Runner:
         if self.broadcast is not None:  # acknowledgements name the instance, not the group
             self.processor.responder.name = self.broadcast.identity
         self.processor.finish_ok = self._finish_ok
-        if any(s.batch for s in worker.handlers.values()):
-            self.batcher = Batcher(self.processor.spec_of, self.transport.monotonic)
-            if not serial:  # threads of their own: batch lanes never hold back inline records
-                self.batch_executor = KeyedExecutor(
-                    self.processor, min(4, options.concurrency), name=f"batch-{worker.group}"
-                )
         if Gates.needed(worker):
             metrics = GateMetrics(worker.registry, worker.group)
             self.gates = Gates(worker, self.transport.monotonic, self._finish, metrics)
             self.processor.gates = self.gates
         executor: KeyedExecutor[Work] = KeyedExecutor(
-            self.processor, 1 if serial else options.concurrency, name=f"worker-{worker.group}"
+            self.processor,
+            1 if serial else options.concurrency,
+            name=f"worker-{worker.group}",
+            weigh=attrgetter("weight"),
         )
         self.executor = executor
         self.execution: Execution
@@ -158,6 +165,14 @@ class Runner:
             )
         else:
             self.execution = Execution(executor, events)
+        if any(s.batch for s in worker.handlers.values()):
+            self.batcher = Batcher(self.processor.spec_of, self.transport.monotonic)
+            if not serial and not isinstance(self.execution, InlineExecution):
+                # threads of their own: batch lanes never hold back the other records. Run
+                # inline, batches take the poll thread's path (a thread once they turn slow).
+                self.batch_executor = KeyedExecutor(
+                    self.processor, min(4, options.concurrency), name=f"batch-{worker.group}"
+                )
         self.consumer = self.transport.consumer(self._consumer_config())
         if worker.priorities:
             self.priority = PriorityScheduler(
@@ -166,6 +181,10 @@ class Runner:
         self.transactional = TransactionalLoop(self) if options.exactly_once else None
         self.committer = Committer(self.consumer, self.metrics)
         self.committer.lookup = self.parts.get
+        self.orphans: OrphanWatch | None = None
+        if options.orphan_check_s > 0 and isinstance(self.transport, KafkaTransport):
+            topics = [] if worker.pattern else [*worker.topics, worker.retry_topic]
+            self.orphans = OrphanWatch(self._settings, worker.group, topics, options.orphan_check_s)
         self.metrics.since_progress.set_function(self.since_progress)
 
     def _consumer_config(self) -> dict[str, Any]:
@@ -282,6 +301,12 @@ class Runner:
             self.gates.tick(self.execution.submit, self.executor.holds, flow.pauses)
         flow.backpressure(now, self.consumer, self.parts)
         self.committer.maybe_commit(self.parts.values(), options)
+        if self.orphans is not None and (lost := self.orphans.due(now, {t for t, _ in self.parts})):
+            _LOG.warning(
+                "group %s left %d partition(s) unowned; rejoining", self.worker.group, len(lost)
+            )
+            self.consumer.unsubscribe()  # revokes (and commits) what it owns, as a rebalance
+            self._subscribe()
 
     def idle(self) -> None:
         """Nothing came: caught up (every partition at its end, nothing in flight) is progress."""
@@ -458,6 +483,37 @@ class Runner:
         self._forget(parts)
         self.metrics.rebalanced("lost", len(partitions))
         _LOG.warning("lost %s (not committed; they will be redelivered)", _names(partitions))
+
+    def rewind(self) -> int:
+        """Exactly-once, after an aborted transaction: forget what was handled since the last
+        commit and consume again from the committed offsets; returns the partitions rewound.
+
+        Raises:
+            KafkaException: the committed offsets could not be read, or a seek failed.
+        """
+        tps = [TopicPartition(p.topic, p.partition) for p in self.parts.values()]
+        parts = self._release(tps)
+        if self.gates is not None:
+            self.gates.drop(parts)
+        self.flush_batches()
+        self.settle(parts, self.options.revoke_timeout_s, warn=False)
+        if any(p.in_flight for p in parts):
+            raise ConsumeError("records still in flight after an aborted transaction")
+        self._forget(parts)
+        committed = self.consumer.committed(tps, timeout=10)
+        for tp in tps:  # fresh states: nothing dispatched, empty dedup windows
+            part = self.parts[(tp.topic, tp.partition)] = PartitionState(tp.topic, tp.partition)
+            if self.options.dedup is not None:
+                self.processor.dedup[part] = DedupWindow(
+                    self.options.dedup, self.transport.monotonic
+                )
+        self.consumer.resume(tps)  # flow-control pauses were forgotten with the old states
+        earliest = self._consumer_config().get("auto.offset.reset") in ("earliest", "smallest")
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING if earliest else OFFSET_END
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        self.metrics.assigned.set(len(self.parts))
+        return len(tps)
 
     def _owned(self, partitions: list[TopicPartition]) -> list[PartitionState]:
         keys = [(tp.topic, tp.partition) for tp in partitions]

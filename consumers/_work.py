@@ -32,9 +32,20 @@ class Work:
     record (outcome ``ok``) and its handler run time when it takes the completion, in
     batches. ``resume`` holds a failed first attempt that is to be retried in place on a
     worker thread (a record handled on the poll thread never waits for a backoff there).
+    ``weight`` is how many records it stands for (more for a batch), for per-record measures.
     """
 
-    __slots__ = ("admitted", "label", "msg", "offset", "part", "request", "resume", "took")
+    __slots__ = (
+        "admitted",
+        "label",
+        "msg",
+        "offset",
+        "part",
+        "request",
+        "resume",
+        "took",
+        "weight",
+    )
 
     def __init__(self, part: PartitionState, msg: Message, offset: int) -> None:
         self.part = part
@@ -45,6 +56,7 @@ class Work:
         self.resume: Any = None
         self.request: dict[str, bytes | None] | None = None  # request/quorum headers, if any
         self.admitted = False  # let go by a flow gate (``_gates``): its leave is taken
+        self.weight = 1  # records it stands for (a batch: its records)
 
     @property
     def headers(self) -> Headers:

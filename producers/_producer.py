@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry
 from pipeline._delay import scheduled_headers
 from pipeline._errors import (
     ConfigError,
-    ProduceError,
     RateLimitExceeded,
     RecordTooLargeError,
     UndeliveredRecordsError,
@@ -43,6 +42,7 @@ from ._outbox_metrics import OutboxMetrics
 from ._outbox_records import OutboxConfig
 from ._priority import check_levels, priority_target
 from ._sending import Key
+from ._txn import call, commit, retrying
 
 __all__ = ["EventProducer"]
 
@@ -349,22 +349,31 @@ class EventProducer(ModeSends):
         if not self._holder.transactional:
             raise ConfigError("transaction() needs EventProducer(transactional_id=...)")
         client = self._holder.get()
-        _call(client.begin_transaction, "beginning a transaction")
+        call(client.begin_transaction, "beginning a transaction")
         try:
             yield self
         except BaseException:
-            _call(lambda: client.abort_transaction(timeout), "aborting a transaction")
+            deadline = time.monotonic() + timeout
+            retrying(
+                lambda: client.abort_transaction(max(0.1, deadline - time.monotonic())),
+                "aborting a transaction",
+                deadline,
+            )
             raise
-        _commit(client, timeout)
+        commit(client, timeout)
 
     def send_offsets_to_transaction(
         self, offsets: list[TopicPartition], group_metadata: object, timeout: float = 30.0
     ) -> None:
         """Add a consumer's offsets to the open transaction (consume-transform-produce)."""
         client = self._holder.get()
-        _call(
-            lambda: client.send_offsets_to_transaction(offsets, group_metadata, timeout),
+        deadline = time.monotonic() + timeout
+        retrying(
+            lambda: client.send_offsets_to_transaction(
+                offsets, group_metadata, max(0.1, deadline - time.monotonic())
+            ),
             "sending offsets to the transaction",
+            deadline,
         )
 
     # -- internals ----------------------------------------------------------------------------
@@ -567,26 +576,3 @@ def _due_ms(deliver_at: datetime | None, delay: timedelta | None, now: float) ->
     if deliver_at.tzinfo is None:
         raise ConfigError("deliver_at must be timezone-aware (for example datetime.now(UTC))")
     return int(deliver_at.astimezone(UTC).timestamp() * 1000)
-
-
-def _call(fn: Callable[[], object], doing: str) -> None:
-    try:
-        fn()
-    except KafkaException as exc:
-        raise ProduceError(f"{doing} failed: {exc.args[0]}") from exc
-
-
-def _commit(client: Any, timeout: float) -> None:
-    """Commit, retrying retriable errors; abort and raise when the transaction is doomed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            client.commit_transaction(max(0.1, deadline - time.monotonic()))
-            return
-        except KafkaException as exc:
-            err = exc.args[0]
-            if err.retriable() and time.monotonic() < deadline:
-                continue
-            if err.txn_requires_abort():
-                client.abort_transaction(timeout)
-            raise ProduceError(f"committing the transaction failed: {err.str()}") from exc

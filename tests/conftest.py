@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -70,6 +71,8 @@ class PrivateKafka:
             **os.environ,
             "KAFKA_LOCAL_HOME": str(home),
             "KAFKA_LOCAL_PORT": str(_free_port_block(3)),
+            # A shared 2-core machine with several clusters: a JVM can take a minute to start.
+            "KAFKA_LOCAL_READY_TIMEOUT": os.environ.get("KAFKA_LOCAL_READY_TIMEOUT", "240"),
         }
         self.bootstrap = ""
 
@@ -81,11 +84,26 @@ class PrivateKafka:
         )  # fmt: skip
 
     def up(self, brokers: int = 1) -> str:
-        """Start (or restart missing nodes); return the bootstrap servers."""
-        proc = self.run("up", "--brokers", str(brokers))
+        """Start (or restart missing nodes); return the bootstrap servers.
+
+        Other clusters on this machine pick free ports too: when a first start loses that race
+        (a port taken between the check and the bind), it retries on another block.
+        """
+        for attempt in range(3):
+            proc = self.run("up", "--brokers", str(brokers))
+            raced = "in use" in proc.stderr or "exited during start-up" in proc.stderr
+            if proc.returncode == 0 or self.bootstrap or not raced or attempt == 2:
+                break
+            self.run("down")
+            self.env["KAFKA_LOCAL_PORT"] = str(_free_port_block(3))
         assert proc.returncode == 0, proc.stderr + proc.stdout
         self.bootstrap = env_values(self.run("env").stdout)["PIPELINE_BOOTSTRAP_SERVERS"]
         return self.bootstrap
+
+    def node(self, command: str, node: int, timeout: float = 300) -> None:
+        """``kill``, ``stop`` or ``start`` one node (scripts/kafka-local); fail on an error."""
+        proc = self.run(command, str(node), timeout=timeout)
+        assert proc.returncode == 0, proc.stderr + proc.stdout
 
     def pids(self) -> dict[int, int]:
         """Running broker pids by node id."""
@@ -99,7 +117,8 @@ class PrivateKafka:
 
 def _free_port_block(size: int) -> int:
     """A base port where base..base+size-1 and the controller ports (+1000) are free."""
-    for base in range(21092, 40000, 10):
+    start = random.randrange(21092, 39000, 10)  # spread the private clusters of parallel runs
+    for base in [*range(start, 40000, 10), *range(21092, start, 10)]:
         ports = [*range(base, base + size), *range(base + 1000, base + 1000 + size)]
         if all(_port_free(p) for p in ports):
             return base

@@ -52,6 +52,12 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
     return parse_duration(value)
 
 
+def _duration_or_zero(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    if re.fullmatch(r"0+(\.0*)?(ms|s|m|h)?", value.strip()):
+        return 0.0
+    return parse_duration(value)
+
+
 def _regex(
     _ctx: click.Context, _param: click.Parameter, value: str | None
 ) -> re.Pattern[str] | None:
@@ -104,6 +110,14 @@ def _poll_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             callback=_duration,
             help="No commit for this long with lag is STALL.",
         ),
+        click.option(
+            "--orphan-after",
+            default="30s",
+            show_default=True,
+            callback=_duration_or_zero,
+            help="A partition of a consumed topic that no member of the Stable group owns "
+            "for this long is ORPHANED (0s: at once, for a one-shot show).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -111,10 +125,18 @@ def _poll_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _options(
-    interval: float, isolation: str, offset_reset: str, window: float, stall: float, **kw: Any
+    interval: float,
+    isolation: str,
+    offset_reset: str,
+    window: float,
+    stall: float,
+    orphan_after: float,
+    **kw: Any,
 ) -> LagOptions:
     try:
-        thresholds = StatusThresholds(window_seconds=window, stall_seconds=stall)
+        thresholds = StatusThresholds(
+            window_seconds=window, stall_seconds=stall, orphan_seconds=orphan_after
+        )
         return LagOptions(
             interval=interval,
             isolation=Isolation(isolation),

@@ -101,7 +101,7 @@ class LagCollector(Collector):
         )
         status = _gauge(
             p + "partition_status",
-            "Partition status: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP.",
+            "Partition status: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ORPHANED.",
             PARTITION_LABELS,
         )
         for group in snap.groups.values():
@@ -121,10 +121,17 @@ class LagCollector(Collector):
         p = PREFIX + "consumergroup_"
         status = _gauge(
             p + "status",
-            "Group status, the worst partition's: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP.",
+            "Group status, the worst partition's: "
+            "0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ORPHANED.",
             GROUP_LABELS,
         )
         members = _gauge(p + "members", "Members in the group.", GROUP_LABELS)
+        orphaned = _gauge(
+            p + "orphaned_partitions",
+            "Partitions of consumed topics that no member of the Stable group has owned for "
+            "orphan_seconds (status ORPHANED).",
+            GROUP_LABELS,
+        )
         lag_sum = _gauge(p + "lag_sum", "Total records the group has left to read.", GROUP_LABELS)
         secs_max = _gauge(
             p + "lag_seconds_max", "Largest lag_seconds over the group's partitions.", GROUP_LABELS
@@ -138,11 +145,12 @@ class LagCollector(Collector):
         for g in snap.groups.values():
             status.add_metric([g.group], int(g.status))
             members.add_metric([g.group], g.members)
+            orphaned.add_metric([g.group], g.orphaned_partitions)
             lag_sum.add_metric([g.group], g.lag)
             secs_max.add_metric([g.group], g.lag_seconds)
             stale.add_metric([g.group], float(g.stale))
             info.add_metric([g.group, g.state, g.protocol, g.assignor, g.isolation], 1)
-        yield from (status, members, lag_sum, secs_max, stale, info)
+        yield from (status, members, orphaned, lag_sum, secs_max, stale, info)
 
     def _topic_metrics(self, snap: LagSnapshot) -> Iterator[GaugeMetricFamily]:
         end = _gauge(

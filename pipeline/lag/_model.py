@@ -28,6 +28,10 @@ class Status(enum.IntEnum):
     """Lag is above zero and the committed offset has not moved for ``stall_seconds``."""
     STOP = 4
     """Lag is above zero and the committed offset has not moved for the whole window."""
+    ORPHANED = 5
+    """The group is Stable and subscribed to the topic (a member owns one of its partitions),
+    but no member has owned this partition for ``orphan_seconds``: nobody will read it until
+    the next rebalance."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -67,6 +71,9 @@ class PartitionLag:
     """``lag_seconds`` is a lower bound: the record is older than the sampled history."""
     status: Status = Status.OK
     stale: bool = False
+    unowned_seconds: float | None = None
+    """Seconds no member of the Stable group has owned this partition of a topic it consumes
+    (None when a member owns it, or the group is not Stable); ORPHANED from ``orphan_seconds``."""
 
     @property
     def no_commit(self) -> bool:
@@ -89,6 +96,8 @@ class GroupLag:
     assignor: str = ""
     members: int = 0
     assigned_partitions: int = 0
+    orphaned_partitions: int = 0
+    """Partitions with status ORPHANED."""
     isolation: str = "read_committed"
     """How lag is measured: ``read_committed`` (stable offset) or ``read_uncommitted``."""
     offset_reset: str = "earliest"

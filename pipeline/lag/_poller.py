@@ -17,8 +17,9 @@ from pipeline._settings import Settings
 
 from ._fetch import TP, AdminFetcher, GroupDescription, GroupListing
 from ._math import Isolation, choose_isolation, offset_lag
-from ._model import GroupLag, LagSnapshot, PartitionLag, PartitionOffsets
+from ._model import GroupLag, LagSnapshot, PartitionLag, PartitionOffsets, Status
 from ._options import LagOptions
+from ._orphans import OrphanClock, unowned
 from ._reader import RecordProbe, RecordReader
 from ._status import PartitionWindow, worst
 from ._timelag import OffsetTimeTable
@@ -79,6 +80,7 @@ class LagPoller:
         self._last_seen: dict[_Key, tuple[int, int]] = {}
         self._probes: dict[_ProbeKey, tuple[RecordProbe, int]] = {}
         self._uncommitted: set[str] = set()
+        self._orphans = OrphanClock()
         self._counts: dict[str, int] = {}
         self._reader: RecordReader | None = None
         self._fetcher: AdminFetcher | None = None
@@ -216,18 +218,24 @@ class LagPoller:
         now = self._clock()
         offsets = self._log_offsets(fetch, wanted, now)
         self._forget(set(names), set(offsets))
+        self._orphans.forget(set(names))
         pending: dict[str, list[_Pending]] = {}
+        orphaned: dict[str, dict[TP, float]] = {}
         for g in listing:
             c, d = committed.get(g.group), described.get(g.group)
             if isinstance(c, dict) and isinstance(d, GroupDescription):
-                pending[g.group] = self._offset_lags(g.group, c, d.assigned, offsets)
+                lost = unowned(d.state, d.assigned, self._counts)
+                orphaned[g.group] = self._orphans.update(g.group, lost, now)
+                pending[g.group] = self._offset_lags(g.group, c, d.assigned | lost, offsets)
         probes = self._read_records(pending, offsets)
         groups = {}
         for g in listing:
             if g.group in pending:
                 d = described[g.group]
                 assert isinstance(d, GroupDescription)
-                groups[g.group] = self._group(d, pending[g.group], probes, offsets, now)
+                groups[g.group] = self._group(
+                    d, pending[g.group], probes, offsets, now, orphaned[g.group]
+                )
             else:
                 groups[g.group] = self._stale_group(
                     g, committed.get(g.group), described.get(g.group)
@@ -353,8 +361,10 @@ class LagPoller:
         probes: dict[_ProbeKey, RecordProbe],
         offsets: dict[TP, PartitionOffsets],
         now: float,
+        orphaned: dict[TP, float],
     ) -> GroupLag:
         parts = []
+        orphan_after = self.options.thresholds.orphan_seconds
         for r in rows:
             lag, seconds, bound = r.lag, 0.0, False
             probe = probes.get((r.tp, r.position, r.isolation))
@@ -373,6 +383,9 @@ class LagPoller:
             if window is None:
                 window = self._windows[key] = PartitionWindow(self.options.thresholds)
             status = window.add(now, -1 if r.committed is None else r.committed, lag)
+            unowned_s = orphaned.get(r.tp)
+            if unowned_s is not None and unowned_s >= orphan_after:
+                status = Status.ORPHANED
             parts.append(
                 PartitionLag(
                     group=r.group,
@@ -386,6 +399,7 @@ class LagPoller:
                     lag_seconds_lower_bound=bound,
                     status=status,
                     stale=offsets[r.tp].stale,
+                    unowned_seconds=unowned_s,
                 )
             )
         return GroupLag(
@@ -395,6 +409,7 @@ class LagPoller:
             assignor=d.assignor,
             members=d.members,
             assigned_partitions=len(d.assigned),
+            orphaned_partitions=sum(p.status is Status.ORPHANED for p in parts),
             isolation=(
                 "read_uncommitted"
                 if self.options.isolation is Isolation.READ_UNCOMMITTED

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ._model import GroupLag, LagSnapshot
+from ._model import GroupLag, LagSnapshot, Status
 
 __all__ = ["TABLE_COLUMNS", "format_seconds", "snapshot_json", "snapshot_rows", "sparkline"]
 
@@ -52,6 +52,12 @@ def _topic_rows(group: GroupLag) -> list[list[Any]]:
             for flag, on in (
                 ("expired", any(p.offset_expired for p in parts)),
                 ("no_commit", any(p.no_commit for p in parts)),
+                ("orphaned", any(p.status is Status.ORPHANED for p in parts)),
+                (
+                    "unowned",
+                    any(p.unowned_seconds is not None for p in parts)
+                    and all(p.status is not Status.ORPHANED for p in parts),
+                ),
             )
             if on
         ]
@@ -84,6 +90,7 @@ def snapshot_json(snapshot: LagSnapshot, group: str | None = None) -> dict[str, 
                 "protocol": g.protocol,
                 "assignor": g.assignor,
                 "members": g.members,
+                "orphaned_partitions": g.orphaned_partitions,
                 "isolation": g.isolation,
                 "offset_reset": g.offset_reset,
                 "status": g.status.name,
@@ -105,6 +112,9 @@ def snapshot_json(snapshot: LagSnapshot, group: str | None = None) -> dict[str, 
                         "lag_seconds_is_lower_bound": p.lag_seconds_lower_bound,
                         "status": p.status.name,
                         "stale": p.stale,
+                        "unowned_seconds": (
+                            None if p.unowned_seconds is None else round(p.unowned_seconds, 3)
+                        ),
                     }
                     for p in g.partitions
                 ],

@@ -36,8 +36,13 @@ class StatusThresholds:
     """No-commit time (with lag) after which a partition is STALL."""
     min_samples: int = 5
     """Samples needed in the window before WARN can be raised."""
+    orphan_seconds: float = 30.0
+    """A partition of a topic the group consumes, owned by no member of the Stable group for
+    this long, is ORPHANED (whatever its lag: it overrides the rules above)."""
 
     def __post_init__(self) -> None:
+        if self.orphan_seconds < 0:
+            raise ValueError("orphan_seconds must not be negative")
         if not 0 < self.stall_seconds <= self.window_seconds:
             raise ValueError("need 0 < stall_seconds <= window_seconds")
         if self.min_samples < 2:

@@ -8,13 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.helpers import env_values
+from tests.conftest import PrivateKafka
+from tests.faults import kill_leader, partition_leader
+from tests.helpers import create_topic, env_values, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_LOCAL = [sys.executable, str(REPO / "scripts" / "kafka-local")]
@@ -126,3 +128,51 @@ def test_three_brokers_survive_kill_and_restart(three_brokers: dict[str, str]) -
     meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30)
     assert "rf-check" in meta.topics
     assert len(meta.brokers) == 3
+
+
+def test_node_commands_without_cluster_are_one_line_errors(private_env: dict[str, str]) -> None:
+    for command in ("kill", "stop", "start"):
+        proc = _run([command, "1"], private_env)
+        assert proc.returncode == 1
+        assert (
+            proc.stderr.strip() == "kafka-local: error: no cluster (run `scripts/kafka-local up`)"
+        )
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_kill_stop_start_one_node(
+    private_kafka: PrivateKafka, unique: Callable[[str], str]
+) -> None:
+    bootstrap = private_kafka.up(3)
+    topic = unique("leader")
+    create_topic(bootstrap, topic)
+    before = private_kafka.pids()
+    leader = kill_leader(private_kafka, topic)
+    assert leader not in private_kafka.pids()
+    # The other two nodes elect a new leader (RF 3, min.insync.replicas 2).
+    assert wait_until(lambda: partition_leader(bootstrap, topic) != leader, timeout=60)
+
+    def error(*args: str) -> str:
+        proc = private_kafka.run(*args)
+        assert proc.returncode == 1, proc.stdout
+        return proc.stderr.strip()
+
+    assert error("kill", str(leader)) == f"kafka-local: error: node {leader} is not running"
+    assert error("stop", str(leader)) == f"kafka-local: error: node {leader} is not running"
+    assert error("kill", "4") == "kafka-local: error: unknown node 4: this cluster has nodes 1..3"
+    assert error("start", "0") == "kafka-local: error: unknown node 0: this cluster has nodes 1..3"
+
+    private_kafka.node("start", leader)  # returns once the node is back in the metadata
+    assert len(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).brokers) == 3
+    after = private_kafka.pids()
+    assert set(after) == {1, 2, 3}
+    assert after[leader] != before[leader]
+    assert error("start", str(leader)) == f"kafka-local: error: node {leader} is already running"
+
+    other = next(n for n in (1, 2, 3) if n != leader)
+    private_kafka.node("stop", other)  # SIGTERM, returns once the process has exited
+    assert other not in private_kafka.pids()
+    assert {n: after[n] for n in private_kafka.pids()} == {
+        n: p for n, p in after.items() if n != other
+    }

@@ -24,10 +24,11 @@ from tests.integration.test_worker_support import (
 
 pytestmark = pytest.mark.kafka
 
-HIGH_P99_BOUND_S = 0.75
+HIGH_P99_BOUND_S = 2.0
 """The high-priority p99 wait (send to handler start) the first test allows. Measured 0.09 to
-0.13 s (headroom for a loaded 2-core machine); without priorities the same records queue
-behind the backlog, 3.5 to 4 s at this handler speed (``python -m bench priority``)."""
+0.13 s on a quiet machine and 1.16 s in a CI run beside other heavy jobs; without priorities
+the same records queue behind the backlog, 3.5 to 4 s at this handler speed (``python -m bench
+priority``), so the bound still tells the two apart."""
 
 
 def _p99(values: list[float]) -> float:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
 from consumers import ensure_worker_topics
@@ -53,7 +55,25 @@ def start_workers(
         for i, port in enumerate(ports)
     ]
     wait_until(lambda: all(_ready(p) for p in ports), timeout=60)
+    # Ready only means "owns a partition": it may be the retry topic's. Both must own some of
+    # `topic`, or killing one kills nobody's requests.
+    wait_until(lambda: _each_member_owns(bootstrap, group, topic, 2), timeout=60)
     return procs
+
+
+def _each_member_owns(bootstrap: str, group: str, topic: str, members: int) -> bool:
+    """The group is stable with ``members`` members, each owning a partition of ``topic``."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        found = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    except KafkaException:  # the coordinator is loading, or the group is rebalancing
+        return False
+    if found.state != ConsumerGroupState.STABLE or len(found.members) != members:
+        return False
+    return all(
+        m.assignment is not None and any(tp.topic == topic for tp in m.assignment.topic_partitions)
+        for m in found.members
+    )
 
 
 async def _ask(
@@ -97,7 +117,9 @@ def test_kill_9_of_one_worker_gives_timeouts_never_a_wrong_reply(
 ) -> None:
     topic, group = unique("rpck"), unique("rpck-g")
     create_topics(bootstrap_servers, [topic], partitions=4)
-    procs = start_workers(bootstrap_servers, topic, group, tmp_path, sleep_ms=20)
+    # 200 ms a request: the killed worker still has requests queued when it dies (at 20 ms
+    # a quiet machine answered all 600 before the kill)
+    procs = start_workers(bootstrap_servers, topic, group, tmp_path, sleep_ms=200)
     answered = [0]
 
     async def ask(producer: AsyncEventProducer, i: int) -> ReminderDue | BaseException:

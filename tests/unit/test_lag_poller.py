@@ -261,7 +261,9 @@ def test_render(rig: tuple[FakeAdmin, LagPoller, Clock]) -> None:
     _, poller, _ = rig
     snap = poller.poll_once()
     rows = snapshot_rows(snap)
-    assert rows[0][:7] == ["g1", "Stable", "OK", 1, "t", 2, "170"]
+    # The fake's only member owns t[0] of the 2 partitions: t[1] is flagged unowned (not yet
+    # ORPHANED: that takes orphan_seconds of polls).
+    assert rows[0][:7] == ["g1", "Stable", "OK", 1, "t", 2, "170 (unowned)"]
     data = snapshot_json(snap, "g2")
     assert [g["group"] for g in data["groups"]] == ["g2"]
     assert sparkline([0, 5, 10]) == "▁▄█"
