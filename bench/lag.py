@@ -1,4 +1,10 @@
-"""``python -m bench lag``: snapshot refresh and scrape latency, 20 groups x 2,000 partitions.
+"""``python -m bench lag``: snapshot refresh, scrape latency and exporter memory.
+
+``--groups G --partitions P`` creates G topics of P / G partitions (in batches of about 1,000
+partitions, so one broker on a small machine keeps up), 4 records per partition, and one
+committed group per topic; the bench deletes them (topics and groups) at the end. The setup runs
+in a child process, so ``rss_mb`` (the bench process's peak resident set) is the exporter's own:
+poller, snapshot, pre-rendered ``/metrics`` and its HTTP server.
 
 Baseline: the Kafka consumer-groups CLI's ``--describe --all-groups`` on the same cluster (JVM
 start included, as an operator would run it). Both sides see every group on the cluster.
@@ -7,7 +13,11 @@ start included, as an operator would run it). Both sides see every group on the 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import multiprocessing
 import os
+import pstats
+import resource
 import statistics
 import subprocess
 import time
@@ -25,18 +35,41 @@ from pipeline.lag import LagExposition, LagHTTPServer, LagOptions, LagPoller
 CLI_CLASS = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
 
 
-def _setup(servers: str, tag: str, groups: int, partitions: int) -> list[str]:
+BATCH_PARTITIONS = 1000
+"""Partitions created per CreateTopics round (one broker on two cores)."""
+
+
+def _topics(tag: str, groups: int) -> list[str]:
+    return [f"bench-lag-{tag}-{i}" for i in range(groups)]
+
+
+def _setup(servers: str, tag: str, groups: int, partitions: int) -> None:
     """``groups`` topics of ``partitions / groups`` partitions; one committed group per topic."""
     admin = AdminClient({"bootstrap.servers": servers})
     per_topic = partitions // groups
-    topics = [f"bench-lag-{tag}-{i}" for i in range(groups)]
-    for future in admin.create_topics([NewTopic(t, per_topic, 1) for t in topics]).values():
-        future.result(timeout=120)
-    deadline = time.monotonic() + 60
-    while not set(topics) <= set(admin.list_topics(timeout=10).topics):
+    topics = _topics(tag, groups)
+    step = max(1, BATCH_PARTITIONS // per_topic)
+    for start in range(0, len(topics), step):
+        batch = topics[start : start + step]
+        for future in admin.create_topics(
+            [NewTopic(t, per_topic, 1) for t in batch], operation_timeout=120
+        ).values():
+            future.result(timeout=180)
+    deadline = time.monotonic() + 600
+    while True:  # every partition has a leader
+        meta = admin.list_topics(timeout=30).topics
+        ready = sum(
+            1
+            for t in topics
+            if t in meta
+            for p in meta[t].partitions.values()
+            if p.leader >= 0 and p.error is None
+        )
+        if ready == per_topic * groups:
+            break
         if time.monotonic() > deadline:
-            raise RuntimeError("topics did not appear")
-        time.sleep(0.2)
+            raise RuntimeError(f"only {ready} of {per_topic * groups} partitions have a leader")
+        time.sleep(0.5)
     producer = Producer({"bootstrap.servers": servers, "linger.ms": 20})
     for t in topics:
         for p in range(per_topic):
@@ -50,7 +83,33 @@ def _setup(servers: str, tag: str, groups: int, partitions: int) -> list[str]:
             offsets=[TopicPartition(t, p, p % 4) for p in range(per_topic)], asynchronous=False
         )
         consumer.close()
-    return topics
+
+
+def _cleanup(servers: str, tag: str, groups: int) -> None:
+    admin = AdminClient({"bootstrap.servers": servers})
+    names = [f"bench-lag-{tag}-g{i}" for i in range(groups)]
+    for future in admin.delete_consumer_groups(names, request_timeout=60).values():
+        try:
+            future.result(timeout=90)
+        except Exception as exc:  # a group that was never created
+            print(f"delete group: {exc}")
+    topics = _topics(tag, groups)
+    for start in range(0, len(topics), 20):
+        for future in admin.delete_topics(
+            topics[start : start + 20], operation_timeout=120
+        ).values():
+            try:
+                future.result(timeout=180)
+            except Exception as exc:  # a topic that was never created
+                print(f"delete topic: {exc}")
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident set of this process (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _cli_seconds(servers: str, runs: int) -> float:
@@ -65,6 +124,25 @@ def _cli_seconds(servers: str, runs: int) -> float:
     return median(times)
 
 
+def _scrapes(url: str, count: int, *, gzip: bool) -> tuple[list[float], int]:
+    headers = {"Accept-Encoding": "gzip"} if gzip else {}
+    times, size = [], 0
+    for _ in range(count):
+        start = time.perf_counter()
+        request = urllib.request.Request(f"{url}/metrics", headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            size = len(response.read())
+        times.append(time.perf_counter() - start)
+    return times, size
+
+
+def _profile(poller: LagPoller) -> None:
+    profiler = cProfile.Profile()
+    profiler.runcall(poller.poll_once)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench lag")
     parser.add_argument("--groups", type=int, default=20)
@@ -73,11 +151,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--scrapes", type=int, default=300)
     parser.add_argument("--cli-runs", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="Keep the bench topics.")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile one extra refresh and print its top."
+    )
     args = parser.parse_args(argv)
     servers = os.environ.get("PIPELINE_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     tag = uuid.uuid4().hex[:8]
     print(f"setting up {args.groups} groups over {args.partitions} partitions on {servers} ...")
-    topics = _setup(servers, tag, args.groups, args.partitions)
+    start = time.perf_counter()
+    child = multiprocessing.get_context("spawn").Process(
+        target=_setup, args=(servers, tag, args.groups, args.partitions)
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        _cleanup(servers, tag, args.groups)
+        raise SystemExit(f"setup failed (exit {child.exitcode})")
+    print(f"setup took {time.perf_counter() - start:.1f} s")
     holder: list[LagPoller] = []
     exposition = LagExposition(lambda: holder[0].snapshot, compat_kafka_exporter=True)
     poller = LagPoller(
@@ -92,36 +182,43 @@ def main(argv: list[str]) -> int:
             start = time.perf_counter()
             poller.poll_once()
             refresh.append(time.perf_counter() - start)
+        if args.profile:
+            _profile(poller)
         snap = poller.snapshot
         ours = sum(len(g.partitions) for n, g in snap.groups.items() if tag in n)
         print(f"snapshot: {len(snap.groups)} groups, {ours} bench partitions with lag series")
         server.start()
-        scrape = []
-        for _ in range(args.scrapes):
-            start = time.perf_counter()
-            with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
-                size = len(response.read())
-            scrape.append(time.perf_counter() - start)
+        # As Prometheus scrapes: Accept-Encoding gzip (the body is pre-compressed per refresh).
+        scrape, size = _scrapes(server.url, args.scrapes, gzip=True)
+        identity, text_size = _scrapes(server.url, max(10, args.scrapes // 4), gzip=False)
         scrape_p99 = statistics.quantiles(scrape, n=100)[98]
+        identity_p99 = statistics.quantiles(identity, n=100)[98]
         cli = _cli_seconds(servers, args.cli_runs)
     finally:
         server.stop()
         poller.stop()
+        rss_mb = _peak_rss_mb()
         if not args.keep:
-            admin = AdminClient({"bootstrap.servers": servers})
-            admin.delete_consumer_groups([f"bench-lag-{tag}-g{i}" for i in range(args.groups)])
-            admin.delete_topics(topics)
+            _cleanup(servers, tag, args.groups)
     refresh_s = median(refresh)
     print(f"snapshot refresh: median {refresh_s:.3f} s, max {max(refresh):.3f} s (target <= 2 s)")
     print(
-        f"scrape ({size} bytes): p50 {median(scrape) * 1000:.1f} ms, p99 {scrape_p99 * 1000:.1f} ms"
+        f"scrape, gzip as Prometheus asks ({size} bytes): p50 {median(scrape) * 1000:.1f} ms, "
+        f"p99 {scrape_p99 * 1000:.1f} ms (target <= 50 ms)"
+    )
+    print(
+        f"scrape, no gzip ({text_size} bytes): p50 {median(identity) * 1000:.1f} ms, "
+        f"p99 {identity_p99 * 1000:.1f} ms"
     )
     print(f"kafka consumer-groups --describe --all-groups: median {cli:.2f} s over {args.cli_runs}")
+    print(f"exporter peak RSS: {rss_mb:.0f} MB (target <= 300 MB)")
     emit(
         "lag",
         cli / refresh_s,
         refresh_s=refresh_s,
         scrape_p99_s=scrape_p99,
+        scrape_identity_p99_s=identity_p99,
+        rss_mb=rss_mb,
         partitions=ours,
         groups=args.groups,
     )

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -25,6 +25,7 @@ __all__ = ["Broadcast"]
 
 _LOG = logging.getLogger("consumers")
 _TIMEOUT_S = 15.0
+_T = TypeVar("_T")
 
 
 class Broadcast:
@@ -87,29 +88,45 @@ def _end(consumer: Any, tp: TopicPartition) -> int:
 
     A topic created a moment ago may have no leader yet: that is not a reason to fail.
     """
-    deadline = time.monotonic() + _TIMEOUT_S
-    delay = 0.05
-    while True:
-        try:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
-            return int(high)
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            if err is None or err.code() not in _TRANSIENT or time.monotonic() >= deadline:
-                raise
-        time.sleep(delay)  # bounded back-off before asking the (new) leader again
-        delay = min(delay * 2, 1.0)
+
+    def end() -> int:
+        _low, high = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
+        return int(high)
+
+    return _with_backoff(end, retry_on=_transient)
 
 
 def _partitions(consumer: Any, topic: str) -> list[int]:
     """The topic's partitions; metadata of a topic created a moment ago may lag: wait a bit."""
-    deadline = time.monotonic() + _TIMEOUT_S
-    delay = 0.05
-    while True:
+
+    def partitions() -> list[int]:
         meta = consumer.list_topics(topic, timeout=_TIMEOUT_S).topics.get(topic)
         if meta is not None and meta.error is None and meta.partitions:
             return list(meta.partitions)
-        if time.monotonic() >= deadline:
-            raise ConsumeError(f"broadcast: topic {topic} does not exist (create it first)")
-        time.sleep(delay)  # bounded back-off: the broker may not have propagated it yet
+        raise ConsumeError(f"broadcast: topic {topic} does not exist (create it first)")
+
+    return _with_backoff(partitions, retry_on=lambda exc: isinstance(exc, ConsumeError))
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether ``exc`` is a Kafka error that a moment's wait may cure (no leader yet, ...)."""
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    return isinstance(exc, KafkaException) and err is not None and err.code() in _TRANSIENT
+
+
+def _with_backoff(attempt: Callable[[], _T], *, retry_on: Callable[[Exception], bool]) -> _T:
+    """``attempt()``, tried again while it raises what ``retry_on`` accepts, up to the timeout.
+
+    Between tries a bounded back-off (0.05 s, doubling, at most 1 s); once the timeout has
+    passed, the last error is raised as it is.
+    """
+    deadline = time.monotonic() + _TIMEOUT_S
+    delay = 0.05
+    while True:
+        try:
+            return attempt()
+        except Exception as exc:
+            if not retry_on(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)  # bounded back-off: the broker may not have caught up yet
         delay = min(delay * 2, 1.0)

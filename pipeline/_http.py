@@ -41,7 +41,9 @@ class ServiceHTTPServer:
     returns when given (a service that pre-renders its page once per refresh). ``GET /healthz``
     and ``GET /readyz`` answer 200 when their check returns True and 503 otherwise, with the
     body ``ok`` or ``unavailable``; with ``status``, the body is JSON instead:
-    ``{"status": "ok", ...}`` with the fields ``status()`` returns.
+    ``{"status": "ok", ...}`` with the fields ``status()`` returns. With ``render_gzip``, a
+    ``/metrics`` request that accepts gzip (Prometheus always does) gets its bytes instead, with
+    ``Content-Encoding: gzip`` (a service that pre-compresses a large page once per refresh).
     Nothing listens until ``start()``; ``port=0`` picks a free port (read it back from ``port``).
     """
 
@@ -55,7 +57,9 @@ class ServiceHTTPServer:
         *,
         render: Callable[[], bytes] | None = None,
         status: Callable[[], Mapping[str, object]] | None = None,
+        render_gzip: Callable[[], bytes] | None = None,
     ) -> None:
+        self._render_gzip = render_gzip
         if render is None:
             if registry is None:
                 raise ValueError("ServiceHTTPServer needs a registry or a render function")
@@ -122,7 +126,12 @@ class ServiceHTTPServer:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._send(200, owner._render(), CONTENT_TYPE_LATEST)
+                    accepts = self.headers.get("Accept-Encoding", "")
+                    if owner._render_gzip is not None and "gzip" in accepts:
+                        packed = owner._render_gzip()
+                        self._send(200, packed, CONTENT_TYPE_LATEST, encoding="gzip")
+                    else:
+                        self._send(200, owner._render(), CONTENT_TYPE_LATEST)
                 elif path in ("/healthz", "/readyz"):
                     check = owner._healthy if path == "/healthz" else owner._ready
                     ok = _probe(check)
@@ -135,9 +144,13 @@ class ServiceHTTPServer:
                 else:
                     self._send(404, b"not found\n")
 
-            def _send(self, status: int, body: bytes, ctype: str = "text/plain") -> None:
+            def _send(
+                self, status: int, body: bytes, ctype: str = "text/plain", encoding: str = ""
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
+                if encoding:
+                    self.send_header("Content-Encoding", encoding)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

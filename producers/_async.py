@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, Unpack, overload
 
 from confluent_kafka import KafkaError, Message
 
@@ -20,6 +20,7 @@ from ._delivery import DeliveryResult, MetricsSink, delivery_error, result_of
 from ._headers import HeaderInput
 from ._modes import QuorumResult, check_guarantee
 from ._producer import EventProducer
+from ._send_keywords import SendKeywords
 from ._sending import Key
 
 __all__ = ["AsyncEventProducer"]
@@ -139,30 +140,16 @@ class AsyncEventProducer:
         self,
         event: Event,
         *,
-        key: Key = None,
-        topic: str | None = None,
-        headers: HeaderInput = None,
-        deliver_at: datetime | None = None,
-        delay: timedelta | None = None,
-        priority: int | None = None,
         guarantee: Literal[DeliveryGuarantee.QUORUM],
-        required_acks: int | None = None,
-        timeout: float = 30.0,
+        **options: Unpack[SendKeywords],
     ) -> QuorumResult: ...
     @overload
     async def send(
         self,
         event: Event,
         *,
-        key: Key = None,
-        topic: str | None = None,
-        headers: HeaderInput = None,
-        deliver_at: datetime | None = None,
-        delay: timedelta | None = None,
-        priority: int | None = None,
         guarantee: DeliveryGuarantee | str | None = None,
-        required_acks: int | None = None,
-        timeout: float = 30.0,
+        **options: Unpack[SendKeywords],
     ) -> DeliveryResult: ...
     async def send(
         self,

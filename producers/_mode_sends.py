@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, Protocol, TypeVar, Unpack, overload
 
 from pipeline._errors import ConfigError, RequestError
 from pipeline._guarantee import DeliveryGuarantee, parse_guarantee
@@ -13,17 +13,18 @@ from pipeline.avro._events import Event
 from ._delivery import DeliveryCallback, DeliveryFuture
 from ._headers import HeaderInput
 from ._modes import DeliveryModes, QuorumFuture, check_guarantee
+from ._send_keywords import EventSendKeywords
 from ._sending import Key
 
-__all__ = ["ModeSends"]
+__all__ = ["ModeSends", "ModeSendsHost"]
 
 R = TypeVar("R", bound=Event)
 _FIRE_AND_FORGET = DeliveryGuarantee.FIRE_AND_FORGET
 _Encoded = tuple[str, bytes, bytes | None, list[tuple[str, bytes | None]]]
 
 
-class ModeSends:
-    """The delivery-mode surface of :class:`EventProducer` (a mixin; the producer does the rest)."""
+class ModeSendsHost(Protocol):
+    """What :class:`ModeSends` needs from the class it is mixed into (``EventProducer``)."""
 
     modes: DeliveryModes
 
@@ -38,7 +39,7 @@ class ModeSends:
         on_delivery: DeliveryCallback | None,
         priority: int | None = None,
     ) -> DeliveryFuture | None:
-        raise NotImplementedError
+        """Send at least once (the default guarantee)."""
 
     def _encode(
         self,
@@ -50,42 +51,51 @@ class ModeSends:
         delay: timedelta | None,
         priority: int | None = None,
     ) -> _Encoded:
-        raise NotImplementedError
+        """Validate and encode ``event``: ``(topic, value, key bytes, wire headers)``."""
+
+
+def _fire_and_forget(
+    host: ModeSendsHost,
+    event: Event,
+    key: Key,
+    topic: str | None,
+    headers: HeaderInput,
+    deliver_at: datetime | None,
+    delay: timedelta | None,
+    priority: int | None = None,
+) -> None:
+    """``send(..., guarantee=FIRE_AND_FORGET)`` without the guarantee parsing (its hot path)."""
+    target, value, key_bytes, record_headers = host._encode(
+        event, key, topic, headers, deliver_at, delay, priority
+    )
+    ff = host.modes._ff  # built on first use (the property takes a lock)
+    (ff or host.modes.fire_and_forget).send(target, value, key_bytes, record_headers)
+
+
+class ModeSends:
+    """The delivery-mode surface of :class:`EventProducer` (a mixin; the producer does the rest).
+
+    Its methods take ``self`` as a :class:`ModeSendsHost`: the producer's own steps.
+    """
 
     @overload
     def send(  # type: ignore[overload-overlap]
-        self,
+        self: ModeSendsHost,
         event: Event,
         *,
-        key: Key = None,
-        topic: str | None = None,
-        headers: HeaderInput = None,
-        deliver_at: datetime | None = None,
-        delay: timedelta | None = None,
-        on_delivery: DeliveryCallback | None = None,
-        priority: int | None = None,
         guarantee: Literal[DeliveryGuarantee.QUORUM],
-        required_acks: int | None = None,
-        timeout: float = 30.0,
+        **options: Unpack[EventSendKeywords],
     ) -> QuorumFuture: ...
     @overload
     def send(
-        self,
+        self: ModeSendsHost,
         event: Event,
         *,
-        key: Key = None,
-        topic: str | None = None,
-        headers: HeaderInput = None,
-        deliver_at: datetime | None = None,
-        delay: timedelta | None = None,
-        on_delivery: DeliveryCallback | None = None,
-        priority: int | None = None,
         guarantee: DeliveryGuarantee | str | None = None,
-        required_acks: int | None = None,
-        timeout: float = 30.0,
+        **options: Unpack[EventSendKeywords],
     ) -> DeliveryFuture | None: ...
     def send(
-        self,
+        self: ModeSendsHost,
         event: Event,
         *,
         key: Key = None,
@@ -133,13 +143,14 @@ class ModeSends:
                 without ``QUORUM``; no topic, or ``priority`` is not a level of it.
         """
         if guarantee is _FIRE_AND_FORGET and required_acks is None:  # its hot path, first
-            self._fire_and_forget(event, key, topic, headers, deliver_at, delay, priority)
+            _fire_and_forget(self, event, key, topic, headers, deliver_at, delay, priority)
             return None
         if guarantee is not None or required_acks is not None:
             mode = None if guarantee is None else parse_guarantee(guarantee)
             check_guarantee(mode, required_acks)
             if mode is DeliveryGuarantee.FIRE_AND_FORGET:
-                self._fire_and_forget(event, key, topic, headers, deliver_at, delay, priority)
+                encoded = self._encode(event, key, topic, headers, deliver_at, delay, priority)
+                self.modes.fire_and_forget.send(*encoded)
                 return None
             if mode is DeliveryGuarantee.QUORUM:
                 if deliver_at is not None or delay is not None or on_delivery is not None:
@@ -153,7 +164,7 @@ class ModeSends:
         )
 
     def request(
-        self,
+        self: ModeSendsHost,
         event: Event,
         *,
         reply: type[R],
@@ -188,19 +199,3 @@ class ModeSends:
         if not future.done():
             raise RequestError("the reply inbox stopped answering")
         return future.result()
-
-    def _fire_and_forget(
-        self,
-        event: Event,
-        key: Key,
-        topic: str | None,
-        headers: HeaderInput,
-        deliver_at: datetime | None,
-        delay: timedelta | None,
-        priority: int | None = None,
-    ) -> None:
-        target, value, key_bytes, record_headers = self._encode(
-            event, key, topic, headers, deliver_at, delay, priority
-        )
-        ff = self.modes._ff  # built on first use (the property takes a lock)
-        (ff or self.modes.fire_and_forget).send(target, value, key_bytes, record_headers)

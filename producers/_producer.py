@@ -19,7 +19,6 @@ from pipeline._delay import scheduled_headers
 from pipeline._errors import (
     ConfigError,
     RateLimitExceeded,
-    RecordTooLargeError,
     UndeliveredRecordsError,
 )
 from pipeline._headers import CE_SOURCE, CE_TYPE
@@ -41,6 +40,7 @@ from ._outbox import Outbox
 from ._outbox_metrics import OutboxMetrics
 from ._outbox_records import OutboxConfig
 from ._priority import check_levels, priority_target
+from ._record_size import check_record_size
 from ._sending import Key
 from ._txn import call, commit, retrying
 
@@ -48,7 +48,6 @@ __all__ = ["EventProducer"]
 
 _Wire = list[tuple[str, str | bytes | None]]
 _DEFAULT_MAX_BYTES = 1_000_000
-_HEADER_OVERHEAD = 16  # approximate per-header framing bytes in a record batch
 _HEADER_SLACK = 4096  # below max - slack, headers cannot push a record over: skip counting
 _default_metrics: ProducerMetrics | None = None
 _default_outbox_metrics: OutboxMetrics | None = None
@@ -353,12 +352,7 @@ class EventProducer(ModeSends):
         try:
             yield self
         except BaseException:
-            deadline = time.monotonic() + timeout
-            retrying(
-                lambda: client.abort_transaction(max(0.1, deadline - time.monotonic())),
-                "aborting a transaction",
-                deadline,
-            )
+            retrying(client.abort_transaction, "aborting a transaction", timeout)
             raise
         commit(client, timeout)
 
@@ -367,13 +361,10 @@ class EventProducer(ModeSends):
     ) -> None:
         """Add a consumer's offsets to the open transaction (consume-transform-produce)."""
         client = self._holder.get()
-        deadline = time.monotonic() + timeout
         retrying(
-            lambda: client.send_offsets_to_transaction(
-                offsets, group_metadata, max(0.1, deadline - time.monotonic())
-            ),
+            lambda left: client.send_offsets_to_transaction(offsets, group_metadata, left),
             "sending offsets to the transaction",
-            deadline,
+            timeout,
         )
 
     # -- internals ----------------------------------------------------------------------------
@@ -500,9 +491,7 @@ class EventProducer(ModeSends):
         if self._rate is not None and not self._rate.wait(self._max_block):
             limit = self._rate.limit.per_second
             raise RateLimitExceeded(f"no send allowed at {limit:g}/s within {self._max_block}s")
-        size = len(value or b"") + len(key or b"")
-        if size > self._size_check_above:
-            self._check_size(topic, size, headers or [])
+        check_record_size(topic, value, key, headers, self._size_check_above, self._max_bytes)
         if self.outbox is not None and holder is self._holder:
             self.outbox.send(topic, value, key, headers, report, self._queue_live)
             return
@@ -540,14 +529,6 @@ class EventProducer(ModeSends):
         self._sends += 1
         if not self._sends & INLINE_POLL_MASK:
             holder.serve(client)
-
-    def _check_size(self, topic: str, size: int, headers: list[tuple[str, bytes | None]]) -> None:
-        size += sum(len(k) + len(v or b"") + _HEADER_OVERHEAD for k, v in headers)
-        if size > self._max_bytes:
-            raise RecordTooLargeError(
-                f"record for {topic} is {size} bytes, over the producer limit "
-                f"message.max.bytes={self._max_bytes}"
-            )
 
 
 def _key_bytes(key: Key, event: Event) -> bytes | None:

@@ -9,6 +9,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from pipeline._errors import ProduceError
+from pipeline._retriable import retry_retriable
 
 __all__ = ["call", "commit", "retrying"]
 
@@ -20,19 +21,13 @@ def call(fn: Callable[[], object], doing: str) -> None:
         raise ProduceError(f"{doing} failed: {exc.args[0]}") from exc
 
 
-def retrying(fn: Callable[[], object], doing: str, deadline: float) -> None:
-    """Call ``fn`` again while it fails with a retriable error (a coordinator or leader that
-    moved: librdkafka says the call may be retried) and ``deadline`` has not passed."""
-    while True:
-        try:
-            fn()
-            return
-        except KafkaException as exc:
-            err = exc.args[0]
-            if err.retriable() and time.monotonic() < deadline:
-                time.sleep(0.05)  # a back-off: the new coordinator is loading its state
-                continue
-            raise ProduceError(f"{doing} failed: {err.str()}") from exc
+def retrying(fn: Callable[[float], object], doing: str, timeout: float) -> None:
+    """``fn(remaining_seconds)``, retried while librdkafka says it may be; errors as
+    ``ProduceError``."""
+    try:
+        retry_retriable(fn, timeout)
+    except KafkaException as exc:
+        raise ProduceError(f"{doing} failed: {exc.args[0].str()}") from exc
 
 
 def commit(client: Any, timeout: float) -> None:

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.scheduler._records import SchedulerConfig
+from pipeline.scheduler._topics import ensure_scheduler_topics
 from tests.helpers import env_values
+from tests.integration.test_scheduler_support import running as running_scheduler
+from tests.integration.test_scheduler_support import settings_for
 
 REPO = Path(__file__).resolve().parent.parent
 KAFKA_LOCAL = REPO / "scripts" / "kafka-local"
@@ -52,6 +56,22 @@ def unique() -> Callable[[str], str]:
         return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
     return make
+
+
+@pytest.fixture
+def scheduler(bootstrap_servers: str, unique: Callable[[str], str]) -> Iterator[SchedulerConfig]:
+    """A running scheduler service (tiers 1s and 5s) on topics of its own, for worker retries."""
+    base = unique("sched")
+    config = SchedulerConfig(
+        topic=base,
+        tiers=("1s", "5s"),
+        dlq_topic=f"{base}.dlq",
+        group=f"{base}-g",
+        instance_id=unique("inst"),
+    )
+    ensure_scheduler_topics(settings_for(bootstrap_servers), config, partitions=1)
+    with running_scheduler(bootstrap_servers, config):
+        yield config
 
 
 @pytest.fixture
@@ -117,8 +137,11 @@ class PrivateKafka:
 
 def _free_port_block(size: int) -> int:
     """A base port where base..base+size-1 and the controller ports (+1000) are free."""
-    start = random.randrange(21092, 39000, 10)  # spread the private clusters of parallel runs
-    for base in [*range(start, 40000, 10), *range(21092, start, 10)]:
+    # Below Linux's ephemeral range (32768-60999): a client reconnecting to a killed broker's
+    # port there can be given that very port as its own and connect to itself (TCP
+    # self-connect), holding the port so the broker cannot start again.
+    start = random.randrange(21092, 31000, 10)  # spread the private clusters of parallel runs
+    for base in [*range(start, 31500, 10), *range(21092, start, 10)]:
         ports = [*range(base, base + size), *range(base + 1000, base + 1000 + size)]
         if all(_port_free(p) for p in ports):
             return base

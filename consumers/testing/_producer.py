@@ -25,6 +25,7 @@ from pipeline._names import SCHEDULER_DLQ_TOPIC
 from pipeline._settings import Settings
 from producers import EventProducer, SendBatch
 from producers._client import ClientHolder
+from producers._record_size import check_record_size
 
 from ._clock import FakeClock
 from ._memory import MemoryBroker, MemoryConsumer, MemoryMessage
@@ -105,9 +106,7 @@ class MemoryProducer(EventProducer):
         headers: list[tuple[str, bytes | None]] | None,
         report: Callable[[KafkaError | None, Message], None],
     ) -> None:
-        size = len(value or b"") + len(key or b"")
-        if size > self._size_check_above:
-            self._check_size(topic, size, headers or [])
+        check_record_size(topic, value, key, headers, self._size_check_above, self._max_bytes)
         now_ms = self._kit_clock.ms()
         msg = self._broker.append(topic, key, value, list(headers or []), now_ms)
         if topic == self._scheduler.topic:

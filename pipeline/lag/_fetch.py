@@ -7,9 +7,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+)
 from confluent_kafka import TopicPartition as _TP
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.cimpl import _AdminClientImpl
 
 from pipeline._admin import kafka_error, resolve
 from pipeline._errors import PipelineError
@@ -19,6 +25,9 @@ from ._model import PartitionOffsets
 __all__ = ["TP", "AdminFetcher", "GroupDescription", "GroupListing"]
 
 TP = tuple[str, int]
+
+OFFSETS_CHUNK = 1000
+"""Partitions per ``ListOffsets`` admin request."""
 
 _STATE_NAMES = {
     "STABLE": "Stable",
@@ -186,6 +195,80 @@ class AdminFetcher:
             if topic.error is None and not name.startswith("__")
         }
 
+    def _send_list_offsets(
+        self, keys: list[_TP], spec: OffsetSpec, isolation: IsolationLevel
+    ) -> list[tuple[list[_TP], concurrent.futures.Future[Any] | PipelineError]]:
+        """Send ``ListOffsets`` for ``keys`` in chunks, each with ONE future; wait for none.
+
+        ``AdminClient.list_offsets`` makes a ``Future`` per partition (about 50 us each here, so
+        30,000 of them cost seconds at 10,000 partitions), and librdkafka's time per request
+        grows faster than its size: chunks of :data:`OFFSETS_CHUNK` partitions, all in flight at
+        once, keep a round linear. This calls the client's C implementation with one future per
+        chunk, which resolves to the ``{TopicPartition: ListOffsetsResultInfo | KafkaError}``
+        map the public method fills its per-partition futures from.
+        """
+        sent: list[tuple[list[_TP], concurrent.futures.Future[Any] | PipelineError]] = []
+        for start in range(0, len(keys), OFFSETS_CHUNK):
+            chunk = keys[start : start + OFFSETS_CHUNK]
+            request = [_TP(k.topic, k.partition, int(spec._value)) for k in chunk]
+            whole: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            whole.set_running_or_notify_cancel()
+            try:
+                _AdminClientImpl.list_offsets(
+                    self._admin,
+                    request,
+                    whole,
+                    request_timeout=self._timeout,
+                    isolation_level_value=isolation.value,
+                )
+            except KafkaException as exc:
+                sent.append((chunk, kafka_error(exc, "listing offsets")))
+                continue
+            sent.append((chunk, whole))
+        return sent
+
+    def _collect_list_offsets(
+        self,
+        sent: list[tuple[list[_TP], concurrent.futures.Future[Any] | PipelineError]],
+        what: str,
+    ) -> dict[TP, int | PipelineError]:
+        out: dict[TP, int | PipelineError] = {}
+        for chunk, whole in sent:
+            try:
+                if isinstance(whole, PipelineError):
+                    raise whole
+                results = resolve(whole, what, self._timeout + 5)
+            except PipelineError as exc:
+                out.update(dict.fromkeys(((k.topic, k.partition) for k in chunk), exc))
+                continue
+            for key, value in results.items():
+                tp = (key.topic, key.partition)
+                if isinstance(value, KafkaError):
+                    out[tp] = kafka_error(KafkaException(value), f"{what} of {tp}")
+                else:
+                    out[tp] = value.offset
+            for k in chunk:  # a partition the response left out
+                out.setdefault((k.topic, k.partition), PipelineError(f"{what}: no answer"))
+        return out
+
+    def _list_offsets_public(
+        self, keys: list[_TP], spec: OffsetSpec, isolation: IsolationLevel, what: str
+    ) -> dict[TP, int | PipelineError]:
+        try:
+            futures = self._admin.list_offsets(
+                dict.fromkeys(keys, spec), isolation_level=isolation, request_timeout=self._timeout
+            )
+        except KafkaException as exc:
+            return dict.fromkeys(((k.topic, k.partition) for k in keys), kafka_error(exc, what))
+        got: dict[TP, int | PipelineError] = {}
+        for key in keys:
+            tp = (key.topic, key.partition)
+            try:
+                got[tp] = resolve(futures[key], f"{what} of {tp}", self._timeout + 5).offset
+            except PipelineError as exc:
+                got[tp] = exc
+        return got
+
     def log_offsets(self, tps: Iterable[TP]) -> dict[TP, PartitionOffsets | PipelineError]:
         """Log start, high watermark and last stable offset: three batched calls in parallel."""
         keys = [_TP(t, p) for t, p in tps]
@@ -194,52 +277,38 @@ class AdminFetcher:
         # OffsetSpec's factories are untyped in confluent-kafka 2.16.
         earliest: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
         latest: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        specs = {
-            "earliest": (earliest, IsolationLevel.READ_UNCOMMITTED),
-            "latest": (latest, IsolationLevel.READ_UNCOMMITTED),
-            "stable": (latest, IsolationLevel.READ_COMMITTED),
-        }
-        calls: dict[str, dict[Any, concurrent.futures.Future[Any]] | PipelineError] = {}
-        for name, (spec, isolation) in specs.items():
-            try:
-                calls[name] = self._admin.list_offsets(
-                    dict.fromkeys(keys, spec),
-                    isolation_level=isolation,
-                    request_timeout=self._timeout,
-                )
-            except KafkaException as exc:
-                calls[name] = kafka_error(exc, f"listing {name} offsets")
-        values: dict[str, dict[TP, int | PipelineError]] = {}
-        for name, futures in calls.items():
-            got: dict[TP, int | PipelineError] = {}
-            for key in keys:
-                tp = (key.topic, key.partition)
-                if isinstance(futures, PipelineError):
-                    got[tp] = futures
-                    continue
-                try:
-                    got[tp] = resolve(
-                        futures[key], f"listing {name} offsets of {tp}", self._timeout + 5
-                    ).offset
-                except PipelineError as exc:
-                    got[tp] = exc
-            values[name] = got
+        specs = (
+            ("earliest", earliest, IsolationLevel.READ_UNCOMMITTED),
+            ("latest", latest, IsolationLevel.READ_UNCOMMITTED),
+            ("stable", latest, IsolationLevel.READ_COMMITTED),
+        )
+        if isinstance(self._admin, _AdminClientImpl) and hasattr(_AdminClientImpl, "list_offsets"):
+            sent = [self._send_list_offsets(keys, spec, iso) for _, spec, iso in specs]
+            starts, highs, stables = (
+                self._collect_list_offsets(chunks, f"listing {name} offsets")
+                for (name, _, _), chunks in zip(specs, sent, strict=True)
+            )
+        else:  # not librdkafka's client (a test double): the public per-partition futures
+            starts, highs, stables = (
+                self._list_offsets_public(keys, spec, iso, f"listing {name} offsets")
+                for name, spec, iso in specs
+            )
         out: dict[TP, PartitionOffsets | PipelineError] = {}
         for key in keys:
             tp = (key.topic, key.partition)
-            start, high, stable = (values[n][tp] for n in ("earliest", "latest", "stable"))
-            failed = next((v for v in (start, high, stable) if isinstance(v, PipelineError)), None)
-            if failed is not None:
-                out[tp] = failed
-                continue
-            assert isinstance(start, int)
-            assert isinstance(high, int)
-            assert isinstance(stable, int)
-            out[tp] = PartitionOffsets(
-                topic=tp[0],
-                partition=tp[1],
-                log_start=start,
-                high_watermark=high,
-                stable_offset=stable,
-            )
+            start, high, stable = starts[tp], highs[tp], stables[tp]
+            if isinstance(start, PipelineError):
+                out[tp] = start
+            elif isinstance(high, PipelineError):
+                out[tp] = high
+            elif isinstance(stable, PipelineError):
+                out[tp] = stable
+            else:
+                out[tp] = PartitionOffsets(
+                    topic=tp[0],
+                    partition=tp[1],
+                    log_start=start,
+                    high_watermark=high,
+                    stable_offset=stable,
+                )
         return out

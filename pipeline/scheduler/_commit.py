@@ -10,6 +10,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from pipeline._delay import format_duration
 from pipeline._errors import FatalProducerError
+from pipeline._retriable import retry_retriable
 
 from ._records import SchedulerConfig
 from ._state import HeldRecords, PartitionState
@@ -95,7 +96,10 @@ class CommitMixin:
         try:
             if offsets:
                 meta = self._consumer.consumer_group_metadata()
-                self._producer.send_offsets_to_transaction(offsets, meta, 30.0)
+                retry_retriable(
+                    lambda left: self._producer.send_offsets_to_transaction(offsets, meta, left),
+                    30.0,
+                )
             self._producer.commit_transaction(60.0)
             self._txn_open = False
         except KafkaException as exc:
@@ -105,7 +109,12 @@ class CommitMixin:
             if err.fatal():
                 raise FatalProducerError(f"transactional producer failed: {err.str()}") from exc
             _LOG.warning("transaction failed (%s); aborting and rewinding", err.str())
-            self._producer.abort_transaction(60.0)
+            try:
+                retry_retriable(self._producer.abort_transaction, 60.0)
+            except KafkaException as fatal:
+                raise FatalProducerError(
+                    f"aborting the transaction failed: {fatal.args[0].str()}"
+                ) from fatal
             self._txn_open = False
             self._rewind()
         if reopen:

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +41,9 @@ from pipeline._http import ServiceHTTPServer
 from pipeline._names import dlq_topic, redrive_group, retry_topic
 from pipeline.cli import cli
 from pipeline.scheduler._records import SchedulerConfig
-from pipeline.scheduler._topics import ensure_scheduler_topics
 from producers import EventProducer
 from tests.helpers import free_port, wait_until
 from tests.integration.test_lag_support import commit, group_consumer, join, produce
-from tests.integration.test_scheduler_support import running as running_scheduler
 from tests.integration.test_worker_support import (
     create_topics,
     reminder,
@@ -67,21 +65,6 @@ class Fatal(Exception):
 
 class Flaky(Exception):
     """Fails the first attempt only."""
-
-
-@pytest.fixture
-def scheduler(bootstrap_servers: str, unique: Callable[[str], str]) -> Iterator[SchedulerConfig]:
-    base = unique("st-sched")
-    config = SchedulerConfig(
-        topic=base,
-        tiers=("1s", "5s"),
-        dlq_topic=f"{base}.dlq",
-        group=f"{base}-g",
-        instance_id=unique("inst"),
-    )
-    ensure_scheduler_topics(settings_for(bootstrap_servers), config, partitions=1)
-    with running_scheduler(bootstrap_servers, config):
-        yield config
 
 
 def stats(bootstrap: str, group: str, scheduler: SchedulerConfig) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -36,10 +36,8 @@ from pipeline._headers import (
     get_header,
 )
 from pipeline.scheduler._records import SchedulerConfig
-from pipeline.scheduler._topics import ensure_scheduler_topics
 from producers import EventProducer
 from tests.helpers import read_topic, wait_until
-from tests.integration.test_scheduler_support import running as running_scheduler
 from tests.integration.test_worker_support import (
     committed,
     create_topics,
@@ -53,21 +51,6 @@ pytestmark = pytest.mark.kafka
 
 class Boom(Exception):
     """The test handler's failure."""
-
-
-@pytest.fixture
-def scheduler(bootstrap_servers: str, unique: Callable[[str], str]) -> Iterator[SchedulerConfig]:
-    base = unique("wk-sched")
-    config = SchedulerConfig(
-        topic=base,
-        tiers=("1s", "5s"),
-        dlq_topic=f"{base}.dlq",
-        group=f"{base}-g",
-        instance_id=unique("inst"),
-    )
-    ensure_scheduler_topics(settings_for(bootstrap_servers), config, partitions=1)
-    with running_scheduler(bootstrap_servers, config):
-        yield config
 
 
 def make_worker(bootstrap: str, topic: str, group: str, **options: Any) -> Worker:

@@ -314,3 +314,52 @@ def test_fast_exposition_matches_prometheus_client(rig: tuple[FakeAdmin, LagPoll
     body = exposition.render().decode()
     ages = [line for line in body.splitlines() if line.startswith("pipeline_lag_snapshot_age")]
     assert ages == ["pipeline_lag_snapshot_age_seconds 7.0"]
+
+
+@pytest.mark.parametrize("compat", [False, True])
+def test_snapshot_text_is_byte_identical_to_the_collector(
+    rig: tuple[FakeAdmin, LagPoller, Clock], compat: bool
+) -> None:
+    from pipeline.lag import LagExposition
+    from pipeline.lag._exposition import render_text
+
+    admin, poller, clock = rig
+    admin.groups['we"ird\\grp'] = {("t", 1): 3}
+    tick(poller, clock, admin)
+    tick(poller, clock, admin)
+    snap = poller.snapshot
+    assert any(p.committed is None or p.lag for g in snap.groups.values() for p in g.partitions)
+    collector = LagCollector(lambda: snap, compat_kafka_exporter=compat, age=False)
+    exposition = LagExposition(lambda: snap, compat_kafka_exporter=compat, clock=clock)
+    body = exposition.render()
+    expected = render_text(collector)
+    assert body.startswith(expected)
+    assert b'we\\"ird\\\\grp' in expected
+
+
+def test_metrics_are_served_gzipped_to_a_scraper_that_accepts_it(
+    rig: tuple[FakeAdmin, LagPoller, Clock],
+) -> None:
+    import gzip
+    import urllib.request
+
+    from pipeline.lag import LagExposition, LagHTTPServer
+
+    admin, poller, clock = rig
+    tick(poller, clock, admin)
+    exposition = LagExposition(lambda: poller.snapshot, compat_kafka_exporter=True, clock=clock)
+    poller_snapshot = poller.snapshot
+    exposition.refresh(poller_snapshot)
+    with LagHTTPServer(exposition, lambda: True, lambda: True) as server:
+        plain = urllib.request.urlopen(f"{server.url}/metrics", timeout=10)
+        request = urllib.request.Request(
+            f"{server.url}/metrics", headers={"Accept-Encoding": "gzip"}
+        )
+        packed = urllib.request.urlopen(request, timeout=10)
+        assert plain.headers.get("Content-Encoding") is None
+        assert packed.headers["Content-Encoding"] == "gzip"
+        body, zipped = plain.read(), packed.read()
+    assert len(zipped) < len(body)
+    assert gzip.decompress(zipped) == body
+    assert b"pipeline_lag_snapshot_age_seconds" in body
+    assert b"kafka_consumergroup_lag{" in body

@@ -11,7 +11,13 @@ from consumers import Context, DeadLetter, Dedup, RetryLater, RetryPolicy, Worke
 from consumers.testing import TestPipeline
 from consumers.testing._memory import murmur2
 from examples.orders.events import ReminderDue
-from pipeline._errors import ConfigError, ConsumeError, RemoteError, RequestTimeout
+from pipeline._errors import (
+    ConfigError,
+    ConsumeError,
+    RecordTooLargeError,
+    RemoteError,
+    RequestTimeout,
+)
 from pipeline._headers import CE_ID, DELIVERED_AT
 from tests.parity import reminder
 
@@ -48,6 +54,17 @@ def test_keys_go_to_their_murmur2_partition() -> None:
         for key in ("a", "b", "order-17"):
             result = tp.send(reminder(key), key=key, topic="in")
             assert result.partition == (murmur2(key.encode()) & 0x7FFFFFFF) % 6
+
+
+def test_a_record_over_message_max_bytes_is_refused_as_by_the_producer() -> None:
+    app, _ = _app()
+    with TestPipeline(app) as tp:
+        with pytest.raises(RecordTooLargeError, match=r"for in is \d+ bytes, over .*=1000000"):
+            tp.send_bytes("in", b"x" * 1_000_001)
+        with pytest.raises(RecordTooLargeError):  # under the limit alone, over with its headers
+            tp.send_bytes("in", b"x" * 999_000, headers={"h": b"y" * 2_000})
+        tp.send_bytes("in", b"x" * 990_000, headers={"h": b"y"})
+        assert sum(len(part) for part in tp.broker.topics["in"]) == 1  # only the one that fits
 
 
 def test_success_retry_on_the_fake_clock_and_dead_letter() -> None:
