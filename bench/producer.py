@@ -10,11 +10,16 @@ Same broker, same topic layout, same librdkafka config, same events, alternating
     Also printed: per-record ``send_bytes()`` futures against the same raw loop
     (``bytes_future_ratio``), and the batch against a raw loop on a client with
     ``delivery.report.only.error`` like the batch's (``bytes_vs_raw_errors_only``);
-(c) ``AsyncEventProducer`` (queue all, gather) against sync ``send()``;
+(c) ``AsyncEventProducer`` (queue all, gather: ``async_ratio``; one ``send_many``:
+    ``async_send_many_ratio``) against sync ``send()``;
 (d) ``send(..., guarantee=FIRE_AND_FORGET)`` against the raw typed loop on a client with the
     same fire-and-forget config (``acks=1``, not idempotent, no retries, failures-only
     reports): ``fire_and_forget_ratio``. ``fire_and_forget_vs_default`` compares it with the
     default at-least-once ``send()``.
+
+``typed_us_per_event`` is the wall time per event of (a), from the first send until all are
+acknowledged; ``typed_cpu_us_per_event`` (and ``raw_typed_cpu_us_per_event``) is the CPU time
+of the sending thread alone per event (``time.thread_time``), steadier on a shared machine.
 
 Each timing runs from the first send until every record is acknowledged (flush), on a
 producer that has already delivered one warm-up record: connecting, fetching metadata and
@@ -99,9 +104,12 @@ def main(argv: list[str]) -> int:
         producer.send_bytes(topic, encoded[0], key=keys[0]).result(30)  # type: ignore[union-attr]
         return producer
 
+    cpu: dict[str, list[float]] = {"raw": [], "ours": []}  # sending thread's CPU s per event
+
     def raw_typed() -> float:
         producer, errors = warm_raw()
         start = time.perf_counter()
+        cpu_start = time.thread_time()
 
         def on_delivery(err: Any, msg: Any) -> None:
             if err is not None:
@@ -112,6 +120,7 @@ def main(argv: list[str]) -> int:
             buf.write(prefix)
             schemaless_writer(buf, parsed, binding.to_datum(event))
             _produce(producer, topic, buf.getvalue(), key.encode(), on_delivery)
+        cpu["raw"].append((time.thread_time() - cpu_start) / len(events))
         _finish(producer, errors)
         return len(events) / (time.perf_counter() - start)
 
@@ -168,7 +177,9 @@ def main(argv: list[str]) -> int:
     def ours_typed() -> float:
         with warm_ours() as p:
             start = time.perf_counter()
+            cpu_start = time.thread_time()
             futures = [p.send(e, key=k, topic=topic) for e, k in zip(events, keys, strict=True)]
+            cpu["ours"].append((time.thread_time() - cpu_start) / len(events))
             _flushed(p)
             elapsed = time.perf_counter() - start
         assert all(f is not None and f.exception() is None for f in futures)
@@ -212,10 +223,20 @@ def main(argv: list[str]) -> int:
 
         return asyncio.run(run())
 
+    def ours_async_many() -> float:
+        async def run() -> float:
+            async with AsyncEventProducer(warm_ours()) as ap:
+                start = time.perf_counter()
+                results = await ap.send_many(events, key=lambda e: str(e.order_id), topic=topic)
+                elapsed = time.perf_counter() - start
+            return len(results) / elapsed
+
+        return asyncio.run(run())
+
     runs: list[tuple[str, Callable[[], float]]] = [
         ("raw", raw_typed), ("ours", ours_typed), ("raw_b", raw_bytes),
         ("ours_b", ours_bytes), ("ours_bf", ours_bytes_futures),
-        ("raw_be", raw_bytes_errors_only), ("async", ours_async),
+        ("raw_be", raw_bytes_errors_only), ("async", ours_async), ("async_m", ours_async_many),
         ("raw_ff", raw_fire_and_forget), ("ours_ff", ours_fire_and_forget),
     ]  # fmt: skip
     rates: dict[str, list[float]] = {name: [] for name, _ in runs}
@@ -232,13 +253,15 @@ def main(argv: list[str]) -> int:
     futures_b = [o / r for o, r in zip(rates["ours_bf"], rates["raw_b"], strict=True)]
     errors_b = [o / r for o, r in zip(rates["ours_b"], rates["raw_be"], strict=True)]
     asy = [a / s for a, s in zip(rates["async"], rates["ours"], strict=True)]
+    asy_many = [a / s for a, s in zip(rates["async_m"], rates["ours"], strict=True)]
     ff = [o / r for o, r in zip(rates["ours_ff"], rates["raw_ff"], strict=True)]
     ff_default = [f / o for f, o in zip(rates["ours_ff"], rates["ours"], strict=True)]
     med = {name: median(values) for name, values in rates.items()}
     lines = [
-        ("(a) typed send", med["ours"], med["raw"], median(typed), 0.85),
+        ("(a) typed send", med["ours"], med["raw"], median(typed), 1.5),
         ("(b) bytes path (batch)", med["ours_b"], med["raw_b"], median(raw_b), 0.90),
-        ("(c) async/sync", med["async"], med["ours"], median(asy), 0.60),
+        ("(c) async/sync", med["async"], med["ours"], median(asy), 0.80),
+        ("(c) async send_many/sync", med["async_m"], med["ours"], median(asy_many), 0.80),
         ("bytes, per-record futures", med["ours_bf"], med["raw_b"], median(futures_b), None),
         ("batch vs raw errors-only", med["ours_b"], med["raw_be"], median(errors_b), None),
         ("(d) fire-and-forget", med["ours_ff"], med["raw_ff"], median(ff), 0.95),
@@ -253,9 +276,14 @@ def main(argv: list[str]) -> int:
         median(typed),
         bytes_ratio=median(raw_b),
         async_ratio=median(asy),
+        async_send_many_ratio=median(asy_many),
         bytes_future_ratio=median(futures_b),
         bytes_vs_raw_errors_only=median(errors_b),
         events_per_s=round(median(rates["ours"])),
+        typed_us_per_event=round(1e6 / median(rates["ours"]), 2),
+        raw_typed_us_per_event=round(1e6 / median(rates["raw"]), 2),
+        typed_cpu_us_per_event=round(median(cpu["ours"]) * 1e6, 2),
+        raw_typed_cpu_us_per_event=round(median(cpu["raw"]) * 1e6, 2),
         fire_and_forget_ratio=median(ff),
         fire_and_forget_vs_default=median(ff_default),
         fire_and_forget_events_per_s=round(med["ours_ff"]),

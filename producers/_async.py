@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar, Unpack, overload
 
 from confluent_kafka import KafkaError, Message
 
+from pipeline._errors import DeliveryError
 from pipeline._guarantee import DeliveryGuarantee, parse_guarantee
 from pipeline.avro._events import Event
 
@@ -24,7 +26,7 @@ from ._sending import Key
 __all__ = ["AsyncEventProducer"]
 
 R = TypeVar("R", bound=Event)
-_Done = tuple[asyncio.Future[DeliveryResult], KafkaError | None, Message]
+_Done = tuple[asyncio.Future[Any], KafkaError | None, Any]  # Any: a Message, or a _Many
 
 
 class _Report:
@@ -50,6 +52,56 @@ class _Report:
         else:
             self.metrics.failed(msg.topic() or "")
         self.done.append((self.future, err, msg))  # deque.append is thread-safe
+
+
+class _Many:
+    """The records of one ``send_many``: reports arrive in any order, the future resolves once.
+
+    Reports append ``(index, err, msg)`` (list.append is thread-safe); the one that completes
+    the set hands the batch to the loop through the producer's done queue.
+    """
+
+    __slots__ = ("arrived", "count", "done", "future", "metrics")
+
+    def __init__(
+        self, future: asyncio.Future[Any], done: deque[_Done], metrics: MetricsSink
+    ) -> None:
+        self.future = future
+        self.done = done
+        self.metrics = metrics
+        self.arrived: list[tuple[int, KafkaError | None, Message]] = []
+        self.count = -1  # set once every record is queued
+
+    def complete_if_all(self) -> None:
+        if len(self.arrived) == self.count:
+            self.done.append((self.future, None, self))
+
+    def results(self) -> list[DeliveryResult]:
+        """Results in send order; raises the first failed record's ``DeliveryError``."""
+        ordered = sorted(self.arrived, key=lambda item: item[0])
+        for _, err, msg in ordered:
+            if err is not None:
+                raise delivery_error(err, msg.topic() or "", msg.key())
+        return [result_of(msg) for _, _, msg in ordered]
+
+
+class _ManyReport:
+    __slots__ = ("index", "many")
+
+    def __init__(self, many: _Many, index: int) -> None:
+        self.many = many
+        self.index = index
+
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        many = self.many
+        if err is None:
+            if type(msg) is Message:  # not an outbox-stored record
+                many.metrics.delivered(msg.topic() or "", msg.latency() or 0.0)
+        else:
+            many.metrics.failed(msg.topic() or "")
+        many.arrived.append((self.index, err, msg))
+        if len(many.arrived) == many.count:
+            many.done.append((many.future, None, many))
 
 
 class AsyncEventProducer:
@@ -175,6 +227,37 @@ class AsyncEventProducer:
         )
         return future
 
+    async def send_many(
+        self,
+        events: Iterable[Event],
+        *,
+        key: Key = None,
+        topic: str | None = None,
+    ) -> list[DeliveryResult]:
+        """Send several events (same key rule and topic); their results, in order.
+
+        One awaitable for the whole set instead of one future per record (cheaper than
+        ``gather`` over :meth:`queue`). Waits until every record has its delivery report;
+        if any failed, raises the first failed record's ``DeliveryError`` (in send order).
+
+        Raises:
+            EncodeError: an event does not fit its schema. The events before it are queued
+                and still delivered; their results are not returned.
+        """
+        future: asyncio.Future[list[DeliveryResult]] = self._bind_loop().create_future()
+        many = _Many(future, self._done, self.producer.metrics)
+        send = self.producer.send_with_report
+        queued = 0
+        try:
+            for event in events:
+                send(event, _ManyReport(many, queued), key, topic)
+                queued += 1
+        finally:
+            many.count = queued
+            many.complete_if_all()  # all reports may be in already (or nothing was sent)
+        self._after_poll()
+        return await future
+
     async def request(
         self,
         event: Event,
@@ -240,9 +323,14 @@ class AsyncEventProducer:
         done = self._done
         while done:
             future, err, msg = done.popleft()
-            if future.done():  # cancelled by the caller
+            if future.done():  # cancelled by the caller (or a send_many completed twice)
                 continue
-            if err is not None:
+            if type(msg) is _Many:
+                try:
+                    future.set_result(msg.results())
+                except DeliveryError as exc:
+                    future.set_exception(exc)
+            elif err is not None:
                 future.set_exception(delivery_error(err, msg.topic() or "", msg.key()))
             else:
                 future.set_result(result_of(msg))

@@ -19,6 +19,7 @@ from ._sending import Key
 __all__ = ["ModeSends", "ModeSendsHost"]
 
 R = TypeVar("R", bound=Event)
+_FIRE_AND_FORGET = DeliveryGuarantee.FIRE_AND_FORGET
 _Encoded = tuple[str, bytes, bytes | None, list[tuple[str, bytes | None]]]
 
 
@@ -51,6 +52,24 @@ class ModeSendsHost(Protocol):
         priority: int | None = None,
     ) -> _Encoded:
         """Validate and encode ``event``: ``(topic, value, key bytes, wire headers)``."""
+
+
+def _fire_and_forget(
+    host: ModeSendsHost,
+    event: Event,
+    key: Key,
+    topic: str | None,
+    headers: HeaderInput,
+    deliver_at: datetime | None,
+    delay: timedelta | None,
+    priority: int | None = None,
+) -> None:
+    """``send(..., guarantee=FIRE_AND_FORGET)`` without the guarantee parsing (its hot path)."""
+    target, value, key_bytes, record_headers = host._encode(
+        event, key, topic, headers, deliver_at, delay, priority
+    )
+    ff = host.modes._ff  # built on first use (the property takes a lock)
+    (ff or host.modes.fire_and_forget).send(target, value, key_bytes, record_headers)
 
 
 class ModeSends:
@@ -123,6 +142,9 @@ class ModeSends:
             ConfigError: a guarantee that is not chosen per send, or ``required_acks``
                 without ``QUORUM``; no topic, or ``priority`` is not a level of it.
         """
+        if guarantee is _FIRE_AND_FORGET and required_acks is None:  # its hot path, first
+            _fire_and_forget(self, event, key, topic, headers, deliver_at, delay, priority)
+            return None
         if guarantee is not None or required_acks is not None:
             mode = None if guarantee is None else parse_guarantee(guarantee)
             check_guarantee(mode, required_acks)

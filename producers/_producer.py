@@ -21,6 +21,7 @@ from pipeline._errors import (
     RateLimitExceeded,
     UndeliveredRecordsError,
 )
+from pipeline._headers import CE_SOURCE, CE_TYPE
 from pipeline._names import SCHEDULER_TOPIC
 from pipeline._produce import produce_bounded, refused
 from pipeline._ratelimit import RateLimit, TokenBucket
@@ -31,7 +32,7 @@ from pipeline.avro._events import Event
 from ._batch import SendBatch
 from ._client import INLINE_POLL_MASK, ClientHolder
 from ._delivery import DeliveryCallback, DeliveryFuture, UserReport
-from ._headers import HeaderInput, cloudevent_headers
+from ._headers import HeaderInput, cloudevent_headers_of
 from ._metrics import ProducerMetrics
 from ._mode_sends import ModeSends
 from ._modes import DeliveryModes
@@ -152,6 +153,8 @@ class EventProducer(ModeSends):
         self._batch: SendBatch | None = None
         self._batch_lock = threading.Lock()
         self._type_headers: dict[type[Event], bytes] = {}
+        self._per_class: dict[type, tuple[str, bytes]] = {}  # ce_type header per event class
+        self._source_header = (CE_SOURCE, self._source)
         self._last_report: UserReport | None = None
         self._clock: Callable[[], float] = time.time  # epoch seconds: due times of delays
         self.modes = DeliveryModes(self, client_config, registry)  # README "Delivery modes"
@@ -406,8 +409,9 @@ class EventProducer(ModeSends):
     ) -> tuple[str, bytes, bytes | None, list[tuple[str, bytes | None]]]:
         """Validate and encode ``event``: its topic, value, key and headers (nothing is queued)."""
         cls = type(event)
-        if not isinstance(event, Event):
-            raise ConfigError(f"send() takes a pipeline Event, got {cls.__name__}")
+        per_class = self._per_class.get(cls)
+        if per_class is None:
+            per_class = self._class_info(cls)
         target = topic or cls.topic
         if not target:
             raise ConfigError(
@@ -415,14 +419,24 @@ class EventProducer(ModeSends):
             )
         if priority is not None or self.priorities:
             target = priority_target(target, priority, self.priorities)
-        value = self.codec.encode(event, topic=target)
-        record_headers = cloudevent_headers(self._source, self._ce_type(cls))
+        value = (self._codec or self.codec).encode(event, topic=target)
+        record_headers = cloudevent_headers_of(self._source_header, per_class)
         if headers:
             record_headers.extend(_normalise_headers(headers))
-        key_bytes = _key_bytes(key, event)
+        if type(key) is str:  # the common case first
+            key_bytes: bytes | None = key.encode()
+        else:
+            key_bytes = _key_bytes(key, event)
         if deliver_at is not None or delay is not None:
             target = self._to_scheduler(target, record_headers, deliver_at, delay)
         return target, value, key_bytes, record_headers
+
+    def _class_info(self, cls: type[Event]) -> tuple[str, bytes]:
+        """The ``ce_type`` header of an event class, checked and built once per class."""
+        if not issubclass(cls, Event):
+            raise ConfigError(f"send() takes a pipeline Event, got {cls.__name__}")
+        info = self._per_class[cls] = (CE_TYPE, self._ce_type(cls))
+        return info
 
     def _route_bytes(
         self,

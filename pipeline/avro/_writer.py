@@ -16,6 +16,7 @@ codec keeps using fastavro. Values of the wrong type raise (``TypeError``, ``Att
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import struct
 import uuid
 from collections.abc import Callable
@@ -49,8 +50,18 @@ def _long(n: int) -> bytes:
     return _VARINTS[zigzag] if zigzag < _TABLE_SIZE else _varint(zigzag)
 
 
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+_QUANTA = [Decimal(1).scaleb(-scale) for scale in range(64)]
+
+
 def _decimal(value: Decimal, scale: int) -> bytes:
     """fastavro's ``prepare_bytes_decimal``, followed by the bytes length prefix."""
+    if scale < len(_QUANTA) and value.same_quantum(_QUANTA[scale]):
+        # The usual case: the exponent is exactly -scale, so the coefficient is the unscaled
+        # value (scaleb in an unbounded context only moves the exponent: exact).
+        unscaled = int(value.scaleb(scale, _EXACT))
+        size = (abs(unscaled).bit_length() + 8) // 8  # of the magnitude, as fastavro
+        return _long(size) + unscaled.to_bytes(size, "big", signed=True)
     sign, digits, exponent = value.as_tuple()
     if not isinstance(exponent, int):
         raise ValueError(f"{value} is not a finite decimal")
@@ -88,7 +99,12 @@ def _time(value: dt.time, per_second: int) -> int:
     return seconds * 1_000_000 + value.microsecond
 
 
+_UUID = uuid.UUID
+
+
 def _uuid(value: Any) -> str:
+    if type(value) is _UUID:
+        return str(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, str):
@@ -96,11 +112,38 @@ def _uuid(value: Any) -> str:
     raise TypeError(f"{value!r} is not a UUID")
 
 
+_CACHED_STRINGS = 4096  # distinct short strings whose encoding one writer keeps
+_CACHED_LENGTH = 64  # longer strings are encoded every time
+
+
+def _string_cache() -> tuple[dict[str, bytes], Callable[[str], bytes]]:
+    """A cache of string encodings (length prefix + UTF-8) and the function that fills it.
+
+    Events repeat many short strings (currencies, countries, SKUs, enum-like codes): a hit is
+    one dict lookup instead of encoding and framing. The cache stops growing at
+    ``_CACHED_STRINGS`` entries, so high-cardinality values cost one failed lookup each.
+    """
+    cache: dict[str, bytes] = {}
+
+    def miss(value: str) -> bytes:
+        b = value.encode()
+        n = len(b) << 1
+        out = (_VARINTS[n] if n < _TABLE_SIZE else _varint(n)) + b
+        if len(cache) < _CACHED_STRINGS and len(value) <= _CACHED_LENGTH and type(value) is str:
+            cache[value] = out
+        return out
+
+    return cache, miss
+
+
 class _Generator(RecordCompiler):
     kind = "writer"
 
     def __init__(self, named: dict[str, Any]) -> None:
+        strings, miss = _string_cache()
         helpers = {
+            "_SC": strings.get,
+            "_smiss": miss,
             "_V": _VARINTS,
             "_T": _TABLE_SIZE,
             "_long": _long,
@@ -137,10 +180,8 @@ class _Generator(RecordCompiler):
             return self.logical(avro, kind, logical, var)
         if kind == "string":
             return [
-                f"b = {var}.encode()",
-                "n = len(b) << 1",
-                "a(_V[n] if n < _T else _varint(n))",
-                "a(b)",
+                f"b = _SC({var})",
+                f"a(_smiss({var}) if b is None else b)",
             ]
         if kind == "bytes":
             return [
@@ -213,8 +254,13 @@ class _Generator(RecordCompiler):
         combo = f"{kind}-{logical}"
         if combo == "bytes-decimal":
             return [f"a(_dec({var}, {int(avro.get('scale', 0))}))"]
-        if combo == "string-uuid":
-            return self.value("string", f"_uuid({var})", 0)
+        if combo == "string-uuid":  # unique values: not worth the string cache
+            return [
+                f"b = _uuid({var}).encode()",
+                "n = len(b) << 1",
+                "a(_V[n] if n < _T else _varint(n))",
+                "a(b)",
+            ]
         if combo == "int-date":
             return [f"a(_long({var}.toordinal() - _EPOCH_DAYS))"]
         per_second = {"millis": 1000, "micros": 1_000_000}

@@ -24,7 +24,7 @@ from pipeline import (
 )
 from pipeline._headers import CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME, CE_TYPE, get_header
 from pipeline.avro._codec import Codec
-from producers import AsyncEventProducer, EventProducer
+from producers import AsyncEventProducer, DeliveryResult, EventProducer
 from tests.helpers import create_topic, read_topic
 from tests.integration.test_lag_support import kafka_jars
 
@@ -320,3 +320,28 @@ def test_async_producer_batches_wakeups(
     distinct, wakeups = asyncio.run(main())
     assert distinct == 500
     assert wakeups < 100  # one wake-up per delivery batch, not one per record
+
+
+def test_async_send_many_returns_results_in_order(
+    bootstrap_servers: str, unique: Callable[[str], str], settings
+) -> None:  # type: ignore[no-untyped-def]
+    topic = unique("p-async-many")
+    create_topic(bootstrap_servers, topic, partitions=3)
+    events = [order(note=f"n{i}") for i in range(300)]
+
+    async def main() -> tuple[list[DeliveryResult], list[DeliveryResult]]:
+        async with AsyncEventProducer(settings=settings, registry=CollectorRegistry()) as ap:
+            results = await ap.send_many(events, key=lambda e: e.customer_id, topic=topic)
+            empty = await ap.send_many([], topic=topic)
+            return results, empty
+
+    results, empty = asyncio.run(main())
+    assert empty == []
+    assert len(results) == 300
+    assert len({(r.partition, r.offset) for r in results}) == 300
+    msgs = read_topic(bootstrap_servers, topic, 300)
+    by_place = {(m.partition(), m.offset()): m.value() for m in msgs}
+    codec = Codec.from_settings(settings, [OrderPlaced])
+    for event, result in zip(events, results, strict=True):  # result i is event i's record
+        assert result.topic == topic
+        assert codec.decode(by_place[(result.partition, result.offset)]) == event

@@ -57,6 +57,11 @@ def _producer(
     warm = producer.send(_event(-1), topic=warm_topic)  # the cluster answers before the stream
     assert warm is not None
     warm.result(timeout=60)
+    # The bulk client of batch() is a second client with its own connection and idempotent
+    # producer id: cold, it could still be waiting for that id when the broker is killed, and
+    # then not one record of the batch is delivered. Warm it too.
+    with producer.batch(timeout=60) as warm_batch:
+        warm_batch.send(_event(-1), topic=warm_topic)
     return bootstrap, topic, producer
 
 
