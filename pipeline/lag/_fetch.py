@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,18 @@ TP = tuple[str, int]
 OFFSETS_CHUNK = 1000
 """Partitions per ``ListOffsets`` admin request."""
 
+_LOADING = frozenset(
+    {
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+    }
+)
+"""Per-broker ``ListGroups`` errors that pass: a broker that just started loads its
+``__consumer_offsets`` partitions and answers this until it is done."""
+
+_LIST_BACKOFF_S = 0.2
+
 _STATE_NAMES = {
     "STABLE": "Stable",
     "EMPTY": "Empty",
@@ -42,6 +55,12 @@ _STATE_NAMES = {
 def _state(value: Any) -> str:
     name = getattr(value, "name", str(value))
     return _STATE_NAMES.get(name, name.title())
+
+
+def _loading(err: object) -> bool:
+    if isinstance(err, KafkaException):
+        err = err.args[0] if err.args else None
+    return isinstance(err, KafkaError) and (err.code() in _LOADING or err.retriable())
 
 
 def _protocol(value: Any) -> str:
@@ -94,12 +113,18 @@ class AdminFetcher:
             PipelineError: the call failed (partial failures from some brokers too, because a
                 missing group would otherwise look deleted).
         """
-        future = self._admin.list_consumer_groups(request_timeout=self._timeout)
-        result = resolve(future, "listing consumer groups", self._timeout + 5, self._servers)
-        if result.errors:
-            raise kafka_error(
-                KafkaException(result.errors[0]), "listing consumer groups", self._servers
-            )
+        deadline = time.monotonic() + self._timeout
+        while True:
+            future = self._admin.list_consumer_groups(request_timeout=self._timeout)
+            result = resolve(future, "listing consumer groups", self._timeout + 5, self._servers)
+            if not result.errors:
+                break
+            loading = all(_loading(err) for err in result.errors)
+            if not loading or time.monotonic() + _LIST_BACKOFF_S >= deadline:
+                raise kafka_error(
+                    KafkaException(result.errors[0]), "listing consumer groups", self._servers
+                )
+            time.sleep(_LIST_BACKOFF_S)  # the coordinator is loading; ask again
         return [
             GroupListing(
                 g.group_id, _state(getattr(g, "state", None)), _protocol(getattr(g, "type", None))
