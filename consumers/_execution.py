@@ -18,7 +18,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from ._flow import FlowControl
@@ -47,11 +47,21 @@ _INLINE_SWITCH_S = 0.1
 _INLINE_STUCK_S = 0.15
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where it is installed (a dependency on Linux and macOS): its
+    timers and task steps cost about a third less per record than the stdlib loop's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class EventLoopThread:
     """One asyncio event loop on a daemon thread, for ``async def`` handlers."""
 
     def __init__(self) -> None:
-        self.loop = loop = asyncio.new_event_loop()
+        self.loop = loop = _new_loop()
 
         def serve() -> None:
             loop.run_forever()
@@ -85,6 +95,10 @@ class Execution:
     def submit(self, batch: Batch) -> None:
         """Run ``batch`` (poll thread)."""
         self.executor.submit_many(batch)
+
+    def holds(self, key: Hashable) -> bool:
+        """Whether ``key`` has a record running or queued."""
+        return self.executor.holds(key)
 
     def shutdown(self) -> None:
         """Stop the threads and the event loop."""

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["KeyedExecutor"]
+__all__ = ["KeyedExecutor", "enqueue"]
 
 _LOG = logging.getLogger("consumers")
 T = TypeVar("T")
@@ -20,9 +20,14 @@ T = TypeVar("T")
 _SAMPLE_S = 0.002  # a thread reports its CPU time after this long ...
 _SAMPLE_N = 64  # ... or this many items
 _WINDOW_S = 0.02  # the threads' CPU time is compared with the wall time of this window
-_GROW = 0.2  # CPU share of the threads together below which more threads help (they wait)
-_SHRINK = 0.5  # ... above which fewer threads do as well (they fight over the GIL) ...
-_PARALLEL = 1.25  # ... unless it is above this: handlers that release the GIL use more cores
+# The GIL's load is the CPU time of these threads and of the poll thread (which reports its
+# own in ``poke``) per second of the window: below _GROW it has room, and threads that wait
+# (I/O, sleep) make more progress when there are more of them; above _SHRINK it is saturated,
+# and fewer threads do as well (they only fight over it), unless the threads alone are above
+# _PARALLEL: handlers that release the GIL use more cores.
+_GROW = 0.7
+_SHRINK = 0.9
+_PARALLEL = 1.25
 _FLOOR = 2  # the fewest threads kept running: with two, GIL-free work shows as above 1
 _STALL_S = 0.02  # ready lanes waiting this long with no item started or finished: wake more
 # Finished keys whose lanes are empty are released (under the lock) in groups: after this many
@@ -30,6 +35,26 @@ _STALL_S = 0.02  # ready lanes waiting this long with no item started or finishe
 _HOLD_N = 64
 _HOLD_S = 0.001
 _SLOW_S = 0.0002  # items slower than this (moving average) release their key at once
+
+
+def enqueue(
+    items: list[tuple[Hashable | None, T]],
+    lanes: dict[Hashable, deque[T]],
+    ready: deque[tuple[Hashable | None, T]],
+) -> None:
+    """Queue items in per-key lanes: the first of an idle key (or a keyless one) is ready to
+    start; later ones wait in their key's lane, which its running item's owner goes on with."""
+    for entry in items:
+        key = entry[0]
+        if key is None:
+            ready.append(entry)
+            continue
+        lane = lanes.get(key)
+        if lane is None:
+            lanes[key] = deque()
+            ready.append(entry)
+        else:
+            lane.append(entry[1])
 
 
 class _Slot:
@@ -84,6 +109,8 @@ class KeyedExecutor(Generic[T]):
         self._floor = min(_FLOOR, concurrency)
         self._target = self._floor  # threads worth running at once (adapts)
         self._cpu = 0.0  # CPU time the threads reported in this window
+        self._poll_cpu = 0.0  # ... and the poll thread (see ``poke``)
+        self._poller = (0, 0.0)  # the thread calling ``poke`` and its CPU time then
         self._items = 0  # items they ran in it
         # The last window: CPU time of the threads per second, per item, and when it ended.
         self.load: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -114,18 +141,7 @@ class KeyedExecutor(Generic[T]):
     def submit_many(self, items: list[tuple[Hashable | None, T]]) -> None:
         """Queue several items under one lock acquisition."""
         with self._lock:
-            lanes, ready = self._lanes, self._ready
-            for entry in items:
-                key = entry[0]
-                if key is None:
-                    ready.append(entry)
-                    continue
-                lane = lanes.get(key)
-                if lane is None:
-                    lanes[key] = deque()
-                    ready.append(entry)
-                else:
-                    lane.append(entry[1])
+            enqueue(items, self._lanes, self._ready)
             self._wake_some()
 
     def claim(self, key: Hashable | None) -> None:
@@ -250,13 +266,14 @@ class KeyedExecutor(Generic[T]):
             if span < _WINDOW_S:
                 return
             busy = self._cpu / span
+            gil = busy + self._poll_cpu / span
             self.load = (busy, self._cpu / self._items if self._items else 0.0, now)
-            self._cpu, self._items, self._window = 0.0, 0, now
-            if (busy < _GROW or busy > _PARALLEL) and self._target < self._concurrency:
+            self._cpu, self._poll_cpu, self._items, self._window = 0.0, 0.0, 0, now
+            if (gil < _GROW or busy > _PARALLEL) and self._target < self._concurrency:
                 self._target = min(self._concurrency, self._target * 2)
                 if self._ready:
                     self._wake_some()
-            elif _SHRINK < busy <= _PARALLEL and self._target > self._floor:
+            elif gil > _SHRINK and busy <= _PARALLEL and self._target > self._floor:
                 self._target -= 1
 
     def cheap(self, item_s: float, busy_min: float) -> bool:
@@ -280,6 +297,11 @@ class KeyedExecutor(Generic[T]):
         such a thread finished before it blocked are released for other threads.
         """
         now = time.perf_counter()
+        ident, cpu = threading.get_ident(), time.thread_time()
+        poller, since = self._poller
+        if ident == poller:  # the poll thread's CPU time counts in the GIL's load
+            self._poll_cpu += cpu - since
+        self._poller = (ident, cpu)
         for slot in self._slots:
             if slot.done and now - slot.beat >= _STALL_S:
                 with self._lock:

@@ -71,6 +71,10 @@ class Processor:
         self.responder = Responder(producer, worker.group, worker.registry)  # request-reply
         self.gates: Gates | None = None  # breakers and rate limits, when the worker has any
         self.finish_ok: Callable[[list[Work]], None] = self._finish_each
+        # ``AsyncExecution``: the event loop runs every record; ``_invoke`` leaves the
+        # handler call in ``deferred`` for ``run_async`` to await.
+        self.deferring = False
+        self.deferred: tuple[Any, ...] | None = None
 
     def __call__(self, work: Work) -> None:
         """Handle ``work`` on a worker thread."""
@@ -88,9 +92,12 @@ class Processor:
                 work.resume = None
                 self._resume(work, *resume)
         except Exception as exc:  # a bug or a broken producer: stop the worker, lose nothing
-            _LOG.exception("%s: processing failed unexpectedly", work.where)
-            self._finish(work, True)
-            self.on_error(exc)
+            self._crashed(work, exc)
+
+    def _crashed(self, work: Work, exc: Exception) -> None:
+        _LOG.error("%s: processing failed unexpectedly", work.where, exc_info=exc)
+        self._finish(work, True)
+        self.on_error(exc)
 
     def _finish_each(self, works: list[Work]) -> None:
         for work in works:
@@ -109,9 +116,7 @@ class Processor:
             else:
                 self._process(work, True)
         except Exception as exc:  # a bug or a broken producer: stop the worker, lose nothing
-            _LOG.exception("%s: processing failed unexpectedly", work.where)
-            self._finish(work, True)
-            self.on_error(exc)
+            self._crashed(work, exc)
             return True
         return work.resume is None
 
@@ -233,42 +238,133 @@ class Processor:
         clock, gates = time.perf_counter, self.gates
         if gates is not None and not gates.admit(work, spec):
             return  # parked by a breaker or rate limit: it runs later, still in flight
+        if self.deferring and spec.is_async:  # on the event loop: ``run_async`` awaits it
+            self.deferred = (work, spec, arg, attempt, headers, seen)
+            return
         while True:
             ctx = record_context(work, attempt, headers, self._group, self._producer)
             start = clock()
             try:
                 result = self._call(spec, arg, ctx)
             except Exception as exc:
-                took = clock() - start
-                label = spec.event_type
-                self._metrics.handled(work.part.topic, label, took)
-                if isinstance(exc, (Skip, RetryLater, DeadLetter)):
-                    if gates is not None:
-                        gates.succeeded(spec)
-                    self._signalled(work, exc, attempt, label)
-                    return
-                if work.request is not None and self.responder.failed(work.request, exc):
-                    self._finish(work, False)  # the caller gets a RemoteError, not a retry
-                    return
-                if gates is not None and gates.failed(work, spec, exc):
-                    return  # the breaker holds it: not charged, it runs again later
-                if inline and self._in_place_next(exc, attempt):
-                    work.resume = (spec, arg, attempt, headers, seen, exc)
-                    return
-                if self._again_in_place(work, exc, attempt, label):
+                if self._failed(
+                    work, spec, arg, exc, clock() - start, attempt, headers, inline, seen
+                ):
                     attempt += 1
                     continue
                 return
-            work.took = clock() - start
-            work.label = spec.event_type
-            if work.request is not None:
-                self.responder.succeeded(work.request, result)
+            self._succeeded(work, spec, result, clock() - start, seen)
+            return
+
+    def _succeeded(
+        self,
+        work: Work,
+        spec: HandlerSpec,
+        result: Any,
+        took: float,
+        seen: tuple[DedupWindow, bytes] | None,
+    ) -> None:
+        work.took = took
+        work.label = spec.event_type
+        if work.request is not None:
+            self.responder.succeeded(work.request, result)
+        if self.gates is not None:
+            self.gates.succeeded(spec)
+        if seen is not None:
+            seen[0].add(seen[1])
+        self._finish(work, False)
+
+    def _failed(
+        self,
+        work: Work,
+        spec: HandlerSpec,
+        arg: Any,
+        exc: Exception,
+        took: float,
+        attempt: int,
+        headers: Headers | None,
+        inline: bool,
+        seen: tuple[DedupWindow, bytes] | None,
+    ) -> bool:
+        """After a failed attempt: True to try again in place now (after its backoff).
+
+        ``inline``: never wait for a backoff here; when the next attempt is in place,
+        ``work.resume`` says where to go on instead.
+        """
+        label, gates = spec.event_type, self.gates
+        self._metrics.handled(work.part.topic, label, took)
+        if isinstance(exc, (Skip, RetryLater, DeadLetter)):
             if gates is not None:
                 gates.succeeded(spec)
-            if seen is not None:
-                seen[0].add(seen[1])
-            self._finish(work, False)
+            self._signalled(work, exc, attempt, label)
+            return False
+        if work.request is not None and self.responder.failed(work.request, exc):
+            self._finish(work, False)  # the caller gets a RemoteError, not a retry
+            return False
+        if gates is not None and gates.failed(work, spec, exc):
+            return False  # the breaker holds it: not charged, it runs again later
+        if inline and self._in_place_next(exc, attempt):
+            work.resume = (spec, arg, attempt, headers, seen, exc)
+            return False
+        return self._again_in_place(work, exc, attempt, label)
+
+    async def run_async(self, work: Work) -> None:
+        """Handle ``work`` on the event loop (``AsyncExecution``, every handler ``async``).
+
+        The synchronous part (headers, decoding, dead letters) runs as on a thread; the
+        handler is awaited here, and an in-place retry's backoff is an ``asyncio.sleep``.
+        """
+        self(work)
+        deferred = self.deferred
+        if deferred is None:
             return
+        self.deferred = None
+        try:
+            await self._invoke_async(*deferred)
+        except Exception as exc:  # a bug or a broken producer: stop the worker, lose nothing
+            self._crashed(work, exc)
+
+    async def _invoke_async(
+        self,
+        work: Work,
+        spec: HandlerSpec,
+        arg: Any,
+        attempt: int,
+        headers: Headers | None,
+        seen: tuple[DedupWindow, bytes] | None,
+    ) -> None:
+        clock = time.perf_counter
+        while True:
+            ctx = record_context(work, attempt, headers, self._group, self._producer)
+            start = clock()
+            try:
+                result = await spec.fn(arg, ctx)
+            except Exception as exc:
+                self._failed(work, spec, arg, exc, clock() - start, attempt, headers, True, seen)
+                if work.resume is None:
+                    return
+                work.resume = None
+                delay = self._policy.backoff.delay(attempt)
+                _LOG.info(
+                    "%s: attempt %d failed (%r); again in %.2fs", work.where, attempt, exc, delay
+                )
+                if await self._back_off(delay):
+                    self._finish(work, True)  # shutting down: not committed, redelivered later
+                    return
+                attempt += 1
+                continue
+            self._succeeded(work, spec, result, clock() - start, seen)
+            return
+
+    async def _back_off(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds on the event loop; True when the worker stops meanwhile."""
+        deadline = time.monotonic() + delay
+        while not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(left, 0.1))
+        return True
 
     def _resume(
         self,

@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 from collections import deque
-from operator import attrgetter
 from typing import Any
 
 from confluent_kafka import (
@@ -28,7 +27,7 @@ from ._commits import Committer
 from ._dead_letter import CopyWriter
 from ._dedup import DedupWindow
 from ._eos import TRANSACTIONAL_PRODUCER_CONFIG, TransactionalLoop
-from ._execution import EventLoopThread, Execution, InlineExecution, SerialExecution
+from ._execution import EventLoopThread, InlineExecution
 from ._flow import FlowControl
 from ._gate_metrics import GateMetrics
 from ._gates import Gates
@@ -39,6 +38,7 @@ from ._orphans import OrphanWatch
 from ._priority import PREFETCH, PriorityScheduler, subscription
 from ._process import Processor
 from ._spec import WorkerSpec
+from ._strategy import choose_execution
 from ._transport import KafkaTransport, Transport
 from ._work import Work
 
@@ -149,22 +149,9 @@ class Runner:
             metrics = GateMetrics(worker.registry, worker.group)
             self.gates = Gates(worker, self.transport.monotonic, self._finish, metrics)
             self.processor.gates = self.gates
-        executor: KeyedExecutor[Work] = KeyedExecutor(
-            self.processor,
-            1 if serial else options.concurrency,
-            name=f"worker-{worker.group}",
-            weigh=attrgetter("weight"),
+        self.executor, self.execution = choose_execution(
+            self.processor, worker, serial, events, self._tick, self.running, self._fail, self._stop
         )
-        self.executor = executor
-        self.execution: Execution
-        if serial:
-            self.execution = SerialExecution(executor, self.processor, events)
-        elif options.inline and events is None and not options.exactly_once:
-            self.execution = InlineExecution(
-                executor, self.processor.inline, self._tick, self.running, self._fail, self._stop
-            )
-        else:
-            self.execution = Execution(executor, events)
         if any(s.batch for s in worker.handlers.values()):
             self.batcher = Batcher(self.processor.spec_of, self.transport.monotonic)
             if not serial and not isinstance(self.execution, InlineExecution):
@@ -173,7 +160,9 @@ class Runner:
                 self.batch_executor = KeyedExecutor(
                     self.processor, min(4, options.concurrency), name=f"batch-{worker.group}"
                 )
-        self.consumer = self.transport.consumer(self._consumer_config())
+        config = self._consumer_config()
+        self._earliest = config.get("auto.offset.reset") in ("earliest", "smallest")
+        self.consumer = self.transport.consumer(config)
         if worker.priorities:
             self.priority = PriorityScheduler(
                 worker.priorities.values(), self.flow.pauses, options.concurrency
@@ -298,7 +287,7 @@ class Runner:
         if self.priority is not None:  # which priority levels wait (applied just below)
             self.priority.tick(self.consumer, self.parts)
         if self.gates is not None:
-            self.gates.tick(self.execution.submit, self.executor.holds, flow.pauses)
+            self.gates.tick(self.execution.submit, self.execution.holds, flow.pauses)
         flow.backpressure(now, self.consumer, self.parts)
         self.committer.maybe_commit(self.parts.values(), options)
         if self.orphans is not None and (lost := self.orphans.due(now, {t for t, _ in self.parts})):
@@ -447,14 +436,17 @@ class Runner:
 
     # -- rebalances ---------------------------------------------------------------------------
 
-    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+    def _track(self, partitions: list[TopicPartition]) -> None:
+        """A fresh state for each partition: nothing dispatched, an empty dedup window."""
         dedup = self.options.dedup
         for tp in partitions:
-            part = PartitionState(tp.topic, tp.partition)
-            self.parts[(tp.topic, tp.partition)] = part
+            part = self.parts[(tp.topic, tp.partition)] = PartitionState(tp.topic, tp.partition)
             if dedup is not None:
                 self.processor.dedup[part] = DedupWindow(dedup, self.transport.monotonic)
         self.metrics.assigned.set(len(self.parts))
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._track(partitions)
         self.metrics.rebalanced("assigned", len(partitions))
         _LOG.info("assigned %s", _names(partitions))
 
@@ -501,18 +493,12 @@ class Runner:
             raise ConsumeError("records still in flight after an aborted transaction")
         self._forget(parts)
         committed = self.consumer.committed(tps, timeout=10)
-        for tp in tps:  # fresh states: nothing dispatched, empty dedup windows
-            part = self.parts[(tp.topic, tp.partition)] = PartitionState(tp.topic, tp.partition)
-            if self.options.dedup is not None:
-                self.processor.dedup[part] = DedupWindow(
-                    self.options.dedup, self.transport.monotonic
-                )
+        self._track(tps)
         self.consumer.resume(tps)  # flow-control pauses were forgotten with the old states
-        earliest = self._consumer_config().get("auto.offset.reset") in ("earliest", "smallest")
+        unset = OFFSET_BEGINNING if self._earliest else OFFSET_END
         for tp in committed:
-            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING if earliest else OFFSET_END
+            offset = tp.offset if tp.offset >= 0 else unset
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-        self.metrics.assigned.set(len(self.parts))
         return len(tps)
 
     def _owned(self, partitions: list[TopicPartition]) -> list[PartitionState]:

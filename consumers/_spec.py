@@ -21,7 +21,7 @@ from ._breaker import BreakerConfig
 from ._options import WorkerOptions
 from ._priority import Priorities
 
-__all__ = ["HandlerSpec", "WorkerSpec"]
+__all__ = ["HandlerSpec", "WorkerSpec", "all_async"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,13 @@ class WorkerSpec(Protocol):
     @property
     def dlq_topic(self) -> str:
         """Where dead letters of this group go."""
+
+
+def all_async(worker: WorkerSpec) -> bool:
+    """Whether every handler of ``worker`` is a (per-record) ``async def``."""
+    specs = [
+        *worker.handlers.values(),
+        *worker.tombstone_handlers.values(),
+        *([worker.fallback_handler] if worker.fallback_handler else []),
+    ]
+    return bool(specs) and all(s.is_async and not s.batch for s in specs)
