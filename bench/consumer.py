@@ -11,7 +11,11 @@ timed from the first record handled to the last (group joins are not counted):
     (``--thirdparty-venv``) so the project's pins are untouched, and run in a subprocess;
 (c) a handler sleeping 5 ms with per-key concurrency 16 against per-partition ordering;
 (d) a no-op batch handler (``batch_handler``, 500 records, 0.2 s) against the no-op per-record
-    handler of (a): ``batch_ratio``.
+    handler of (a): ``batch_ratio``;
+(e) per-key concurrency at scale (``bench/_consumer_scale.py``): efficiency of sync handlers at
+    16, 64 and 256 and of ``async def`` ones at 256 and 1,000 against the ideal, and the peak
+    RSS of the 1,000 case: ``efficiency_sync_64``, ``efficiency_async_1000``,
+    ``rss_mb_async_1000``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fastavro import schemaless_reader
 from prometheus_client import CollectorRegistry
 
+from bench import _consumer_scale as scale
 from bench._common import median
 from bench.producer import make_events
 from consumers import Context, Worker
@@ -203,7 +208,12 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--thirdparty-venv", type=Path, default=Path("/tmp/bench-thirdparty"))
     parser.add_argument("--skip-thirdparty", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true", help="leave out (e)")
+    parser.add_argument("--scale-case", help=argparse.SUPPRESS)  # a child process of (e)
+    parser.add_argument("--scale-topic", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.scale_case:
+        return scale.child(args.scale_topic, args.scale_case)
 
     settings = load_settings(bootstrap_servers=os.environ.get("PIPELINE_BOOTSTRAP_SERVERS"))
     codec = Codec.from_settings(settings, [OrderPlaced])
@@ -256,6 +266,24 @@ def main(argv: list[str]) -> int:
             )
         )
     medians = {k: median(v) if v else None for k, v in rates.items()}
+    efficiency: dict[str, float | None] = {}
+    rss_1000: list[float] = []
+    for kind, concurrency in [] if args.skip_scale else scale.CASES:
+        raw = medians["raw"] or 1.0
+        n = scale.events_for(kind, concurrency, raw, args.events)
+        ideal = min(concurrency / scale.HANDLER_S[kind], raw)
+        runs = [scale.run_case(topic, kind, concurrency, n) for _ in range(args.rounds)]
+        rate = median([r for r, _ in runs])
+        efficiency[f"{kind}_{concurrency}"] = round(rate / ideal, 4)
+        if (kind, concurrency) == ("async", 1000):
+            rss_1000 = [m for _, m in runs]
+        print(
+            f"{kind} handlers, concurrency {concurrency}: {rate:,.0f}/s of an ideal "
+            f"{ideal:,.0f}/s (efficiency {rate / ideal:.2f}; runs "
+            + ", ".join(f"{r:,.0f}/s {m:.0f} MB" for r, m in runs)
+            + ")",
+            flush=True,
+        )
     print(f"medians (records/s): {json.dumps({k: v and round(v) for k, v in medians.items()})}")
     print(
         f"5 ms handler: per key {median(by_key):,.0f}/s, per partition "
@@ -276,6 +304,8 @@ def main(argv: list[str]) -> int:
                 "vs_faststream": versus("faststream"),
                 "key_concurrency_speedup": round(median(by_key) / median(by_partition), 4),
                 "batch_ratio": round((medians["ours_batch"] or 0.0) / (ours_rate or 1.0), 4),
+                **{f"efficiency_{k}": v for k, v in efficiency.items()},
+                "rss_mb_async_1000": median(rss_1000) if rss_1000 else None,
             }
         )
     )
