@@ -77,25 +77,29 @@ class AsyncExecution(Execution):
             task.add_done_callback(tasks.discard)
 
     async def _lane(self, key: Hashable | None, work: Work) -> None:
-        """Run ``work``, then the key's later records, in order, in this one task."""
-        run, lanes = self._run, self._lanes
+        """Run ``work``, then the key's later records, in order; then the next ready lane.
+
+        A task goes on with another key's lane while any is waiting, so under a backlog a
+        record costs a step of a running task, not a task of its own.
+        """
+        run, lanes, ready = self._run, self._lanes, self._ready
         try:
             while True:
                 try:
                     await run(work)
                 except Exception:  # pragma: no cover - run is the error boundary
                     _LOG.exception("worker function raised")
-                if key is None:
-                    return
-                lane = lanes[key]
-                if not lane:
+                if key is not None:
+                    lane = lanes[key]
+                    if lane:
+                        work = lane.popleft()
+                        continue
                     del lanes[key]
+                if not ready:
                     return
-                work = lane.popleft()
+                key, work = ready.popleft()
         finally:
             self._running -= 1
-            if self._ready:
-                self._start()
 
     def shutdown(self) -> None:
         """Cancel the records still running (they are not committed), then stop the loop."""
