@@ -28,6 +28,10 @@ _WINDOW_S = 0.02  # the threads' CPU time is compared with the wall time of this
 _GROW = 0.7
 _SHRINK = 0.9
 _PARALLEL = 1.25
+# Items that spend under this share of their run time on the CPU mostly wait: their threads
+# hardly hold the GIL, so the GIL's load (much of it the poll thread's, some of that outside
+# the GIL in librdkafka) is no reason to run fewer of them; they get up to ``concurrency``.
+_WAITING = 0.5
 _FLOOR = 2  # the fewest threads kept running: with two, GIL-free work shows as above 1
 _STALL_S = 0.02  # ready lanes waiting this long with no item started or finished: wake more
 # Finished keys whose lanes are empty are released (under the lock) in groups: after this many
@@ -112,8 +116,10 @@ class KeyedExecutor(Generic[T]):
         self._poll_cpu = 0.0  # ... and the poll thread (see ``poke``)
         self._poller = (0, 0.0)  # the thread calling ``poke`` and its CPU time then
         self._items = 0  # items they ran in it
-        # The last window: CPU time of the threads per second, per item, and when it ended.
-        self.load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self._spent = 0.0  # ... and the wall time those items took
+        # The last window: CPU time of the threads per second, per item, whether the items
+        # mostly waited, and when it ended.
+        self.load: tuple[float, float, bool, float] = (0.0, 0.0, False, 0.0)
         self._window = time.perf_counter()  # when the window started
         self._beat = self._window  # when a thread last started or finished an item
         self._stopping = False
@@ -207,7 +213,7 @@ class KeyedExecutor(Generic[T]):
         thread_time, clock = time.thread_time, time.perf_counter
         entry: tuple[Hashable | None, T] | None = None
         count, cpu0, wall0 = 0, thread_time(), clock()
-        held_since = slow = 0.0
+        held_since = slow = spent = 0.0
         while True:
             if entry is None:
                 try:
@@ -224,6 +230,7 @@ class KeyedExecutor(Generic[T]):
                 _LOG.exception("worker function raised")
             entry = None
             self._beat = slot.beat = wall = clock()
+            spent += wall - start
             slow += (wall - start - slow) * 0.125
             if key is not None:
                 lane = lanes[key]  # its owner's: no other thread pops it or drops it
@@ -244,47 +251,54 @@ class KeyedExecutor(Generic[T]):
             count += 1 if weigh is None else weigh(item)
             if wall - wall0 >= _SAMPLE_S or count >= _SAMPLE_N:
                 cpu = thread_time()
-                self._adapt(cpu - cpu0, wall, count)
-                count, cpu0, wall0 = 0, cpu, wall
+                self._adapt(cpu - cpu0, wall, count, spent)
+                count, cpu0, wall0, spent = 0, cpu, wall, 0.0
                 check = True
             if check and entry is None and self._active > self._target:
                 entry = self._next(slot)  # fewer threads are worth running: maybe sleep
                 if entry is None:
                     return
 
-    def _adapt(self, cpu: float, now: float, items: int) -> None:
+    def _adapt(self, cpu: float, now: float, items: int, spent: float) -> None:
         """Add a thread's CPU time; once per window, adapt the number of running threads.
 
         The CPU time of all threads together over the window is about 1 when handlers keep
         the GIL busy (more threads cannot help), well below when they wait, and above when
-        they run outside the GIL on several cores.
+        they run outside the GIL on several cores. Items that mostly wait (on the CPU for
+        under ``_WAITING`` of their run time) always get more threads, up to ``concurrency``.
         """
         with self._lock:
             self._cpu += cpu
             self._items += items
+            self._spent += spent
             span = now - self._window
             if span < _WINDOW_S:
                 return
             busy = self._cpu / span
             gil = busy + self._poll_cpu / span
-            self.load = (busy, self._cpu / self._items if self._items else 0.0, now)
+            waiting = self._cpu < _WAITING * self._spent
+            self.load = (busy, self._cpu / self._items if self._items else 0.0, waiting, now)
             self._cpu, self._poll_cpu, self._items, self._window = 0.0, 0.0, 0, now
-            if (gil < _GROW or busy > _PARALLEL) and self._target < self._concurrency:
+            self._spent = 0.0
+            grow = waiting or gil < _GROW or busy > _PARALLEL
+            if grow and self._target < self._concurrency:
                 self._target = min(self._concurrency, self._target * 2)
                 if self._ready:
                     self._wake_some()
-            elif gil > _SHRINK and busy <= _PARALLEL and self._target > self._floor:
+            elif not grow and gil > _SHRINK and busy <= _PARALLEL and self._target > self._floor:
                 self._target -= 1
 
     def cheap(self, item_s: float, busy_min: float) -> bool:
         """Whether the items lately kept the GIL busy and took under ``item_s`` of CPU each.
 
         That is when more threads cannot run them faster: the threads together were on the
-        CPU at least ``busy_min`` of the time, and not on several cores (see ``load``).
+        CPU at least ``busy_min`` of the time, and not on several cores (see ``load``), and
+        the items did not mostly wait (many threads waiting at once add up to a busy GIL).
         """
-        busy, per_item, at = self.load
+        busy, per_item, waiting, at = self.load
         return (
-            busy_min <= busy <= _PARALLEL
+            not waiting
+            and busy_min <= busy <= _PARALLEL
             and 0.0 < per_item < item_s
             and time.perf_counter() - at < 10 * _WINDOW_S
         )
