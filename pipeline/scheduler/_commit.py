@@ -17,7 +17,7 @@ from ._records import SchedulerConfig
 from ._state import HeldRecords, PartitionState
 from ._topics import TopicExistence
 
-__all__ = ["ENTRY_TIER", "CommitMixin"]
+__all__ = ["ENTRY_TIER", "CommitMixin", "ProducerFenced"]
 
 _LOG = logging.getLogger("pipeline.scheduler")
 ENTRY_TIER = "entry"
@@ -27,6 +27,19 @@ _FLUSH_TIMEOUT_S = 10.0
 # Transactional producers replaced at most this often (see ``_renew_producer``).
 _MAX_RENEWALS = 3
 _RENEWAL_WINDOW_S = 300.0
+
+
+class ProducerFenced(FatalProducerError):
+    """The transactional producer failed fatally while a record was produced (exactly-once).
+
+    Raised by the produce path and caught by the loop, which replaces the producer and reads
+    every partition again from its committed offsets (``_recover``); it escapes only when the
+    replacement fails too.
+    """
+
+    def __init__(self, cause: KafkaException) -> None:
+        super().__init__(f"transactional producer failed: {cause.args[0].str()}")
+        self.cause = cause
 
 
 class CommitMixin:
@@ -50,8 +63,37 @@ class CommitMixin:
     _topics: TopicExistence | None
 
     def _begin(self) -> None:
-        self._producer.begin_transaction()
+        while True:
+            try:
+                self._producer.begin_transaction()
+                break
+            except KafkaException as exc:
+                if not exc.args[0].fatal():
+                    raise
+                # Fenced between transactions: a late request of the last one, sent with the
+                # epoch librdkafka had just bumped. That one committed or was rewound, nothing
+                # is open, so a new producer starts the next transaction (``_renew_producer``
+                # gives up after a few).
+                self._renew_producer(exc)
         self._txn_open = True
+
+    def _abort_open(self) -> None:
+        """Abort the open transaction; a producer that cannot abort it is replaced (a new one
+        with the same transactional id aborts it on ``init_transactions``)."""
+        if self._txn_open:
+            try:
+                retry_retriable(self._producer.abort_transaction, 60.0)
+            except KafkaException as fatal:
+                self._renew_producer(fatal)
+            self._txn_open = False
+
+    def _recover(self, exc: KafkaException) -> None:
+        """After a fatal producer error mid-transaction: a new producer, every partition read
+        again from its committed offset, and a new transaction."""
+        self._renew_producer(exc)
+        self._txn_open = False
+        self._rewind()
+        self._begin()
 
     # -- offsets, transactions and rebalances -------------------------------------------------
 
@@ -119,10 +161,7 @@ class CommitMixin:
                 self._renew_producer(exc)
             else:
                 _LOG.warning("transaction failed (%s); aborting and rewinding", err.str())
-                try:
-                    retry_retriable(self._producer.abort_transaction, 60.0)
-                except KafkaException as fatal:
-                    self._renew_producer(fatal)
+                self._abort_open()
             self._txn_open = False
             self._rewind()
         if reopen:
@@ -148,8 +187,12 @@ class CommitMixin:
             ) from exc
         _LOG.warning("transactional producer failed (%s); replacing it", err.str())
         old = self._producer
-        old.purge()  # its records belong to the doomed transaction: reported now, not later
-        old.flush(0)
+        try:
+            old.purge()  # its records belong to the doomed transaction: reported now, not later
+            old.flush(0)
+        except KafkaException as gone:
+            # A producer in a fatal state raises its error again from flush: it is let go.
+            _LOG.debug("failed producer let go: %s", gone.args[0].str())
         self._broken.clear()  # those reports: the rewind that follows covers every partition
         self._producer = self._new_producer()
         self._topics = TopicExistence(self._producer)  # the old client is let go
@@ -220,8 +263,6 @@ class CommitMixin:
         self._drop(self._owned(partitions))
         if self._config.exactly_once:
             # Output of lost partitions must not commit without their offsets.
-            if self._txn_open:
-                self._producer.abort_transaction(60.0)
-                self._txn_open = False
+            self._abort_open()
             self._rewind()
             self._begin()

@@ -24,7 +24,7 @@ from pipeline._headers import (
 )
 from pipeline._settings import Settings
 
-from ._commit import CommitMixin
+from ._commit import CommitMixin, ProducerFenced
 from ._lag import LagProbe
 from ._metrics import SchedulerMetrics
 from ._records import SchedulerConfig
@@ -232,6 +232,14 @@ class Scheduler(CommitMixin):
     # -- the loop -----------------------------------------------------------------------------
 
     def _tick(self) -> None:
+        try:
+            self._turn()
+        except ProducerFenced as fenced:
+            # Exactly-once only: the records of the doomed transaction are read again.
+            self._recover(fenced.cause)
+
+    def _turn(self) -> None:
+        """One round of the loop: forward what is due, consume a batch, commit when it is time."""
         self._heartbeat = time.monotonic()
         now = _now_ms()
         if self._held.next_due_before(now):
@@ -550,6 +558,8 @@ class Scheduler(CommitMixin):
             except BufferError:
                 self._producer.poll(0.05)
             except KafkaException as exc:
+                if self._eos and exc.args[0].fatal():
+                    raise ProducerFenced(exc) from exc
                 raise translate(exc, f"producing to {topic}") from exc
 
     def _failed(self, part: PartitionState, err: KafkaError, msg: Any) -> None:

@@ -76,7 +76,8 @@ def running(bootstrap: str, config: SchedulerConfig) -> Iterator[Running]:
         scheduler.stop()
         thread.join(timeout=60)
     assert not thread.is_alive(), "scheduler did not stop"
-    assert not errors, errors
+    if errors:
+        raise AssertionError(f"the scheduler failed: {errors!r}") from errors[0]
 
 
 def produce(
