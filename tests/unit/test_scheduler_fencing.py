@@ -51,19 +51,10 @@ class FakeProducer:
             raise _FENCED  # as a transactional producer in a fatal state does
         return 0
 
-    def poll(self, _timeout: float) -> int:
-        return 0
-
-
-class FakeConsumer:
-    def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
-        return partitions
-
 
 def scheduler(first: FakeProducer, replacements: list[FakeProducer]) -> Scheduler:
     sched = Scheduler(Settings(), SchedulerConfig(exactly_once=True))
     sched._producer = first
-    sched._consumer = FakeConsumer()
     sched._renewed = []
     sched._new_producer = lambda: replacements.pop(0)
     return sched
