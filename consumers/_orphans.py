@@ -1,26 +1,23 @@
 """The worker's part of orphaned partitions: it owns nothing of a topic it subscribes to while
 its Stable group leaves partitions of that topic unowned, so it rejoins (a new join starts the
-rebalance that hands them out). The check runs on its own thread: the poll loop reads a value."""
+rebalance that hands them out). The check runs on its own thread: the poll loop reads a value.
+Its admin calls run in a child process (``_orphan_probe``): a librdkafka abort in them during a
+broker bounce must not take the worker down."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any
 
-from pipeline._admin import admin_client
 from pipeline._orphans import STABLE, unowned
 from pipeline._settings import Settings
+
+from ._orphan_probe import OrphanProbe, ProbeDied
 
 __all__ = ["OrphanWatch"]
 
 _LOG = logging.getLogger("consumers")
-
-
-def _state(value: Any) -> str:
-    name = getattr(value, "name", str(value))
-    return "Stable" if name == "STABLE" else name
 
 
 class OrphanWatch:
@@ -30,11 +27,10 @@ class OrphanWatch:
     def __init__(
         self, settings: Settings, group: str, topics: list[str], every_s: float = 10.0
     ) -> None:
-        self._settings = settings
+        self._probe = OrphanProbe(settings.admin_config())
         self.group = group
         self.topics = list(topics)
         self.every_s = every_s
-        self._admin: Any = None
         self._next = time.monotonic() + every_s
         self._thread: threading.Thread | None = None
         self._found: frozenset[tuple[str, int]] = frozenset()
@@ -64,22 +60,26 @@ class OrphanWatch:
         return frozenset()
 
     def _check(self) -> None:
+        topics = self._candidates
         try:
-            if self._admin is None:
-                self._admin = admin_client(self._settings)
-            futures = self._admin.describe_consumer_groups([self.group], request_timeout=10)
-            d = futures[self.group].result(timeout=15)
-            owned = [
-                (tp.topic, tp.partition)
-                for m in d.members
-                for tp in (m.assignment.topic_partitions if m.assignment else [])
-            ]
-            topics = self._candidates
-            meta = self._admin.list_topics(timeout=10)
-            counts = {t: len(meta.topics[t].partitions) for t in topics if t in meta.topics}
-            self._found = unowned(_state(d.state), owned, counts, topics)
+            state, owned, counts = self._probe.check(self.group, topics)
+            self._found = unowned(state, owned, counts, topics)
+        except ProbeDied as exc:  # librdkafka#5397 (see _orphan_probe): the worker goes on
+            _LOG.warning("orphan check of group %s: %s; it starts again", self.group, exc)
         except Exception as exc:  # a check that fails just waits for the next one
             _LOG.debug("orphan check of group %s failed: %s", self.group, exc)
+
+    @property
+    def probe_restarts(self) -> int:
+        """How often the admin process died or hung and was started again."""
+        return self._probe.restarts
+
+    def close(self) -> None:
+        """Stop the check (its admin process); the worker is stopping."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=1.0)
+        self._probe.close()
 
     def __repr__(self) -> str:
         return f"OrphanWatch({self.group!r}, every {self.every_s}s, {STABLE} groups only)"

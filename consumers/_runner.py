@@ -552,6 +552,8 @@ class Runner:
         parts = list(self.parts.values())
         if self.priority is not None:
             self.priority.close()
+        if self.orphans is not None:
+            self.orphans.close()
         try:
             if self.gates is not None:
                 self.gates.drop()  # parked records are not committed: redelivered later

@@ -9,7 +9,9 @@ nobody (the state a static member under cooperative-sticky can leave behind, see
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +23,9 @@ from confluent_kafka.admin import AdminClient, NewPartitions
 from prometheus_client import CollectorRegistry
 
 from consumers import Context, Worker
+from consumers._orphan_probe import OrphanProbe, ProbeDied, ProbeResult
 from examples.orders.events import ReminderDue
+from pipeline._orphans import unowned
 from pipeline._settings import Settings
 from pipeline.cli import cli
 from pipeline.lag import LagCollector, LagOptions, LagPoller, Status, StatusThresholds
@@ -177,3 +181,36 @@ def test_worker_that_owns_nothing_rejoins(
         stop.set()
         poller.join(10)
         member.close()
+
+
+def test_orphan_probe_reports_the_group_and_survives_a_dead_child(
+    bootstrap_servers: str, orphaned: Orphaned
+) -> None:
+    """The orphan check's admin process (librdkafka#5397 can abort it during a broker bounce):
+    it answers with the real group; killed as librdkafka's abort kills it (SIGABRT) or hung,
+    one check fails, naming how, and the next one starts a new child and answers again."""
+    probe = OrphanProbe(Settings(bootstrap_servers=bootstrap_servers).admin_config(), 3.0)
+    try:
+
+        def check() -> ProbeResult | None:
+            got = probe.check(orphaned.group, [orphaned.topic])
+            return got if got[0] == "Stable" and got[2] == {orphaned.topic: 3} else None
+
+        state, owned, counts = wait_until(check, timeout=60, interval=0.5)
+        assert [tp for tp in owned if tp[0] == orphaned.topic] == [(orphaned.topic, 0)]
+        assert unowned(state, owned, counts, [orphaned.topic]) == {
+            (orphaned.topic, 1),
+            (orphaned.topic, 2),
+        }
+        for sig, how in ((signal.SIGABRT, "exited with -6"), (signal.SIGSTOP, "in time")):
+            child = probe._child
+            assert child is not None
+            os.kill(child.pid, sig)
+            with pytest.raises(ProbeDied, match=how):
+                probe.check(orphaned.group, [orphaned.topic])
+            assert child.poll() is not None  # the dead or hung child is gone
+            assert probe.check(orphaned.group, [orphaned.topic])[2] == {orphaned.topic: 3}
+        assert probe.restarts == 2
+    finally:
+        probe.close()
+    assert probe._child is None
