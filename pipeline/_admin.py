@@ -184,15 +184,28 @@ def check_reachable(settings: Settings, timeout: float = 10.0, *, require: bool 
 
     admin = admin_client(settings, error_cb=on_error)
     servers = settings.bootstrap_servers
-    try:
-        future = admin.describe_cluster(request_timeout=timeout)
-    except KafkaException as exc:
-        raise kafka_error(exc, "connecting", servers) from exc
-    deadline = time.monotonic() + timeout + 5
-    while not future.done() and time.monotonic() < deadline:
-        admin.poll(0.1)  # serves the error callback
-        if refused:
-            raise AuthenticationError(f"Kafka at {servers} refused the connection: {refused[0]}")
-    if not require:
-        return
-    resolve(future, "connecting", 5.0, servers)
+    start = time.monotonic()
+    while True:
+        left = max(1.0, start + timeout - time.monotonic())
+        try:
+            future = admin.describe_cluster(request_timeout=left)
+        except KafkaException as exc:
+            raise kafka_error(exc, "connecting", servers) from exc
+        deadline = time.monotonic() + left + 5
+        while not future.done() and time.monotonic() < deadline:
+            admin.poll(0.1)  # serves the error callback
+            if refused:
+                raise AuthenticationError(
+                    f"Kafka at {servers} refused the connection: {refused[0]}"
+                )
+        if not require:
+            return
+        try:
+            resolve(future, "connecting", 5.0, servers)
+            return
+        except KafkaUnavailableError:
+            # One broker of several went away while it answered (a transport failure, say
+            # a broker restarting): ask again, another one answers, until ``timeout``.
+            if time.monotonic() - start >= timeout:
+                raise
+            admin.poll(0.5)
