@@ -162,6 +162,9 @@ def cluster_metadata(
         raise kafka_error(exc, "fetching metadata", settings.bootstrap_servers) from exc
 
 
+_ATTEMPT_S = 3.0  # one DescribeCluster of the start-up check (it asks again until its timeout)
+
+
 def check_reachable(settings: Settings, timeout: float = 10.0, *, require: bool = True) -> None:
     """Raise ``KafkaUnavailableError`` unless the cluster answers within ``timeout`` seconds.
 
@@ -186,12 +189,14 @@ def check_reachable(settings: Settings, timeout: float = 10.0, *, require: bool 
     servers = settings.bootstrap_servers
     start = time.monotonic()
     while True:
-        left = max(1.0, start + timeout - time.monotonic())
+        # Short attempts: a request waiting on a broker that has just died (the controller it
+        # was sent to, say) times out and goes to another one within ``timeout``.
+        attempt = min(_ATTEMPT_S, max(1.0, start + timeout - time.monotonic()))
         try:
-            future = admin.describe_cluster(request_timeout=left)
+            future = admin.describe_cluster(request_timeout=attempt)
         except KafkaException as exc:
             raise kafka_error(exc, "connecting", servers) from exc
-        deadline = time.monotonic() + left + 5
+        deadline = time.monotonic() + attempt + 5
         while not future.done() and time.monotonic() < deadline:
             admin.poll(0.1)  # serves the error callback
             if refused:
@@ -204,8 +209,8 @@ def check_reachable(settings: Settings, timeout: float = 10.0, *, require: bool 
             resolve(future, "connecting", 5.0, servers)
             return
         except KafkaUnavailableError:
-            # One broker of several went away while it answered (a transport failure, say
-            # a broker restarting): ask again, another one answers, until ``timeout``.
+            # One broker of several went away while it answered or was asked (a transport
+            # failure or a timeout, say a broker restarting): ask again until ``timeout``.
             if time.monotonic() - start >= timeout:
                 raise
             admin.poll(0.5)

@@ -58,3 +58,19 @@ def test_unreachable_until_the_timeout_raises(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(KafkaUnavailableError, match="cannot reach Kafka at b1:9092"):
         _admin.check_reachable(Settings(bootstrap_servers="b1:9092"), timeout=3.0)
     assert 1 < admin.calls < 10
+
+
+def test_each_attempt_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request stuck on a dead broker (the controller) times out and is asked again."""
+    timeouts: list[float] = []
+
+    class _Timing(_Admin):
+        def describe_cluster(self, request_timeout: float) -> Future[Any]:
+            timeouts.append(request_timeout)
+            return super().describe_cluster(request_timeout)
+
+    admin = _Timing(failures=1)
+    _with(monkeypatch, admin)
+    _admin.check_reachable(Settings(bootstrap_servers="b1:9092"), timeout=10.0)
+    assert len(timeouts) == 2
+    assert max(timeouts) <= 3.0
