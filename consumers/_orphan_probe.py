@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import selectors
 import subprocess
 import sys
@@ -114,7 +113,6 @@ class OrphanProbe:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self._first = True
         self._stderr.clear()

@@ -69,11 +69,6 @@ class OrphanWatch:
         except Exception as exc:  # a check that fails just waits for the next one
             _LOG.debug("orphan check of group %s failed: %s", self.group, exc)
 
-    @property
-    def probe_restarts(self) -> int:
-        """How often the admin process died or hung and was started again."""
-        return self._probe.restarts
-
     def close(self) -> None:
         """Stop the check (its admin process); the worker is stopping."""
         thread = self._thread
